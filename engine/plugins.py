@@ -193,7 +193,7 @@ def load_plugins(registry: Any, roots: Sequence[Path], *, disable_all: bool = Fa
         except TimeoutError as exc:
             error, outcome = str(exc), " (IMPORT TIMED OUT)"
             log.error("custom node %s: %s", entry.name, error)
-        except BaseException:
+        except (Exception, SystemExit):  # Ctrl-C (KeyboardInterrupt) still stops the start-up
             error, outcome = traceback.format_exc(), " (IMPORT FAILED)"
             log.error("custom node %s failed to import:\n%s", entry.name, error)
         report = report_factory(name=entry.name, path=entry.path,
