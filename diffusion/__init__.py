@@ -1,0 +1,1 @@
+"""Kiln's model side: architectures, loading, sampling and devices (torch only, no graph code)."""
