@@ -15,11 +15,13 @@ run: $(VENV)/.installed
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt requirements-nodeps.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q $(TORCH_CPU)
 	$(PY) -m pip install -q -r requirements.txt
+	# torchsde (ComfyUI-identical Brownian noise for the SDE samplers) declares scipy but never imports it.
+	$(PY) -m pip install -q --no-deps -r requirements-nodeps.txt
 	touch $@
 
 install-test: $(VENV)/.installed-test
@@ -31,7 +33,7 @@ $(VENV)/.installed-test: $(VENV)/.installed requirements-test.txt
 	touch $@
 
 test: $(VENV)/.installed-test
-	$(PY) -m pytest
+	$(PY) -m pytest -q
 
 bench: $(VENV)/.installed
 	$(PY) tools/bench_engine.py

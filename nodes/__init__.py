@@ -19,5 +19,11 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "nodes.latent",
     "nodes.sampling",
     "nodes.vae",
+    "nodes.lora",
+    "nodes.controlnet",
+    "nodes.preprocessors",
+    "nodes.upscale",
+    "nodes.inpaint",
+    "nodes.image_compose",
 )
 """Dotted names of the built-in node modules, in registration order."""

@@ -1,0 +1,1 @@
+"""Model architectures whose attribute paths are the original checkpoint keys."""
