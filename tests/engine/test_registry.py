@@ -9,10 +9,7 @@ import pathlib
 from engine.registry import NodeRegistry
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-REFERENCE = next(
-    path for path in (REPO / "shared" / "docs" / "comfyui-object-info.json", REPO.parent / "shared" / "docs" / "comfyui-object-info.json")
-    if path.exists()
-)
+REFERENCE = REPO / "tests" / "fixtures" / "comfyui-object-info.json"
 
 
 class SaveImage:
