@@ -65,7 +65,7 @@ def login_routes(expected: str) -> web.RouteTableDef:
         if request.content_type == "application/json":
             try:
                 body = await request.json()
-            except (json.JSONDecodeError, UnicodeDecodeError):
+            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
                 body = None
             given = body.get("token") if isinstance(body, dict) else None
             as_json = True

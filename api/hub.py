@@ -150,6 +150,8 @@ class WebSocketHub:
     async def _deliver(self, kind: str, payload: Any, data: Any, sid: str | None) -> None:
         targets = list(self.sockets.items()) if sid is None else (
             [(sid, self.sockets[sid])] if sid in self.sockets else [])
+        if not targets:  # nobody listens: skip the encoding (it blocks the loop on big events)
+            return
         if kind == "json":  # the same text for every target: encode once
             kind, payload = "ready", json.dumps({"type": payload, "data": data})
         for target_sid, socket in targets:

@@ -24,7 +24,13 @@ routes = web.RouteTableDef()
 
 _ANNOTATIONS = {" [output]": "output", " [input]": "input", " [temp]": "temp"}
 _FORCED_DOWNLOAD = frozenset({"text/html", "text/html-sandboxed", "application/xhtml+xml",
-                              "text/javascript", "text/css"})
+                              "text/javascript", "text/css",
+                              # Kiln adds the other types a browser runs script from.
+                              "application/javascript", "application/x-javascript", "application/ecmascript",
+                              "text/ecmascript", "application/xml", "text/xml", "application/xslt+xml"})
+# SVG stays displayable in <img> (where it never runs script) but is sandboxed when opened directly.
+_SANDBOXED = frozenset({"image/svg+xml"})
+_SANDBOX_POLICY = "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
 
 def split_annotation(name: str) -> tuple[str, str | None]:
@@ -41,8 +47,9 @@ def content_type_for(name: str) -> str:
 
 
 def _disposition(name: str) -> dict[str, str]:
+    """Headers of every /view answer: the file name, and no content sniffing by the browser."""
     safe_name = name.replace('"', "")
-    return {"Content-Disposition": f'filename="{safe_name}"'}
+    return {"Content-Disposition": f'filename="{safe_name}"', "X-Content-Type-Options": "nosniff"}
 
 
 @routes.get("/view")
@@ -70,7 +77,11 @@ async def view(request: web.Request) -> web.StreamResponse:
     if channel in ("rgb", "a"):
         body = await _image_work(images.channel_png, path, channel)
         return web.Response(body=body, content_type="image/png", headers=_disposition(name))
-    return web.FileResponse(path, headers={**_disposition(name), "Content-Type": content_type_for(name)})
+    content_type = content_type_for(name)
+    headers = {**_disposition(name), "Content-Type": content_type}
+    if content_type in _SANDBOXED:
+        headers["Content-Security-Policy"] = _SANDBOX_POLICY
+    return web.FileResponse(path, headers=headers)
 
 
 async def _image_work(function, *args) -> bytes:
@@ -136,7 +147,7 @@ def _original_of(state: ServerState, raw: object) -> Path:
         if base is None:
             raise ValueError("unknown type")
         path = resolve_inside(base, str(ref.get("subfolder", "")), filename)
-    except (ValueError, KeyError, TypeError, UnsafePath) as exc:
+    except (ValueError, KeyError, TypeError, UnsafePath, RecursionError) as exc:
         raise web.HTTPBadRequest(text=f"bad original_ref: {exc}") from None
     if not path.is_file():
         raise web.HTTPBadRequest(text="original_ref names no existing image")
@@ -192,7 +203,10 @@ async def view_metadata(request: web.Request) -> web.Response:
 
 
 def newest_first(folder: Path) -> list[str]:
-    entries = [entry for entry in folder.iterdir() if entry.is_file()] if folder.is_dir() else []
+    # Hidden names are left out: they are writes in progress (SaveImage writes ``.<name>.<hex>.tmp``
+    # and renames it), or what a crash left of one.
+    entries = [entry for entry in folder.iterdir()
+               if entry.is_file() and not entry.name.startswith(".")] if folder.is_dir() else []
     return [entry.name for entry in sorted(entries, key=lambda e: e.stat().st_mtime, reverse=True)]
 
 

@@ -45,9 +45,21 @@ def workflow_in(body: dict) -> dict | None:
 
 
 def compile_ui_workflow(state: ServerState, workflow: dict) -> dict:
-    from engine.workflow import compile_workflow
+    """Compile, raising ``WorkflowError`` for any document the compiler cannot read.
 
-    return compile_workflow(workflow, state.registry.object_info())
+    A malformed document can trip the compiler anywhere (a list where it expects an object);
+    that is the client's error, so it becomes a 400 naming the problem, and the traceback is
+    logged because a WorkflowError with a precise message would be better.
+    """
+    from engine.workflow import WorkflowError, compile_workflow
+
+    try:
+        return compile_workflow(workflow, state.registry.object_info())
+    except WorkflowError:
+        raise
+    except (AttributeError, TypeError, ValueError, KeyError, IndexError, RecursionError) as exc:
+        log.warning("the workflow compiler failed on a malformed workflow", exc_info=True)
+        raise WorkflowError(f"malformed workflow ({type(exc).__name__}: {exc})") from exc
 
 
 def _number_for(state: ServerState, body: dict) -> float | int:

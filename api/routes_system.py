@@ -70,6 +70,24 @@ def plugin_reports(state: ServerState) -> list[dict]:
             for r in state.registry.plugin_reports]
 
 
+SECRET_FLAGS = ("--auth-token",)
+
+
+def redacted_argv(argv: list[str]) -> list[str]:
+    """``argv`` with the value of every secret flag replaced, as ``/system_stats`` shows it."""
+    shown, hide_next = [], False
+    for arg in argv:
+        flag = arg.split("=", 1)[0]
+        if hide_next:
+            shown.append("<redacted>")
+        elif flag in SECRET_FLAGS and "=" in arg:
+            shown.append(flag + "=<redacted>")
+        else:
+            shown.append(arg)
+        hide_next = not hide_next and arg in SECRET_FLAGS
+    return shown
+
+
 @routes.get("/system_stats")
 async def system_stats(request: web.Request) -> web.Response:
     state = state_of(request)
@@ -79,7 +97,7 @@ async def system_stats(request: web.Request) -> web.Response:
                    "comfyui_version": KILN_VERSION, "required_frontend_version": "",
                    "installed_templates_version": "", "required_templates_version": "",
                    "python_version": sys.version, "pytorch_version": torch_version(),
-                   "embedded_python": False, "argv": sys.argv},
+                   "embedded_python": False, "argv": redacted_argv(sys.argv)},
         "devices": device_stats(ram_total, ram_free),
         "kiln": {"version": KILN_VERSION, "plugins": plugin_reports(state),
                  "torch_loaded": "torch" in sys.modules, "queue_paused": bool(getattr(state.queue, "paused", False))},

@@ -163,7 +163,7 @@ def load_settings(root: Path) -> dict:
         return {}
     try:
         settings = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return {}
     return settings if isinstance(settings, dict) else {}
 

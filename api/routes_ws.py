@@ -52,7 +52,7 @@ async def _negotiate(state, sid: str, socket: web.WebSocketResponse, text: str) 
     """Store the client's feature flags and answer with the server's."""
     try:
         message = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return
     if isinstance(message, dict) and message.get("type") == "feature_flags" and isinstance(message.get("data"), dict):
         state.hub.client_flags[sid] = message["data"]

@@ -71,6 +71,8 @@ async def read_json(request: web.Request, *, default: Any = ..., kind: type | tu
         value = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise web.HTTPBadRequest(text=f"invalid JSON body: {exc}") from None
+    except RecursionError:  # the stdlib parser recurses once per nesting level
+        raise web.HTTPBadRequest(text="invalid JSON body: nested too deeply") from None
     if not isinstance(value, kind):
         raise web.HTTPBadRequest(text=f"expected a JSON {getattr(kind, '__name__', kind)}, got {type(value).__name__}")
     return value

@@ -234,6 +234,8 @@ def save_target(base_dir: Path, prefix: str, width: int, height: int) -> SaveTar
     subfolder, filename = posixpath.split(normalized)
     try:
         folder = resolve_inside(base_dir, subfolder)
+        # The file name too: a backslash or drive letter in it is a path on Windows.
+        resolve_inside(folder, filename.replace("%batch_num%", "0"))
     except UnsafePath as error:
         raise UnsafePath(f"Saving image outside the output folder is not allowed: {prefix!r} ({error})") from error
     folder.mkdir(parents=True, exist_ok=True)
