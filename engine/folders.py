@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import secrets
 import shutil
 import threading
 from collections.abc import Iterable, Mapping
@@ -58,6 +60,16 @@ _MODEL_FOLDERS: tuple[tuple[str, tuple[str, ...], frozenset[str]], ...] = (
 
 # ComfyUI's main.py lets trainers and model-merging nodes save into these output subfolders.
 _OUTPUT_MODEL_FOLDERS = ("checkpoints", "clip", "vae", "diffusion_models", "loras")
+_PARTIAL_WRITE = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")
+
+
+def partial_write_path(path: Path) -> Path:
+    """The hidden name a file is written under before ``os.replace`` moves it to ``path``.
+
+    One shape for every atomic writer, so :meth:`ModelFolders.sweep_partial_writes` can find
+    what a crash left behind.
+    """
+    return path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
 
 
 def folder_table(models_dir: Path) -> dict[str, tuple[list[Path], frozenset[str]]]:
@@ -135,6 +147,7 @@ class ModelFolders:
             directory.mkdir(parents=True, exist_ok=True)
         if wipe_temp:
             self.wipe_temp()
+            self.sweep_partial_writes()
         else:
             self.temp_dir.mkdir(parents=True, exist_ok=True)
 
@@ -195,6 +208,20 @@ class ModelFolders:
         if self.temp_dir.is_dir() and not self.temp_dir.is_symlink():
             shutil.rmtree(self.temp_dir, ignore_errors=True)
         self.temp_dir.mkdir(parents=True, exist_ok=True)
+
+    def sweep_partial_writes(self) -> list[Path]:
+        """Delete the half-written files a crash left in output/ and input/; returns them."""
+        swept = []
+        for root in (self.output_dir, self.input_dir):
+            for directory, _, files in os.walk(root):
+                for name in files:
+                    if _PARTIAL_WRITE.match(name):
+                        path = Path(directory) / name
+                        path.unlink(missing_ok=True)
+                        swept.append(path)
+        if swept:
+            log.info("removed %d half-written file(s) left by an earlier crash", len(swept))
+        return swept
 
     # -- listings and lookups -------------------------------------------------------------
 

@@ -273,7 +273,7 @@ def validate_prompt(registry: NodeRegistry, prompt: dict, partial_targets: list[
             error = _error("invalid_prompt", "Cannot execute because a node is missing the class_type property.", f"Node ID '#{node_id}'")
             return ValidationResult(False, error, [], {})
         class_type = node["class_type"]
-        node_class = registry.get(class_type)
+        node_class = registry.get(class_type) if isinstance(class_type, str) else None
         if node_class is None:
             error = _error("invalid_prompt", f"Cannot execute because node {class_type} does not exist.", f"Node ID '#{node_id}'")
             return ValidationResult(False, error, [], {})

@@ -395,10 +395,50 @@ def compile_workflow(workflow: Mapping[str, Any], object_info: Mapping[str, Mapp
     """
     if not is_ui_workflow(workflow):
         raise WorkflowError("not a UI workflow: expected a 'nodes' list and 'links' or 'version'")
+    _check_shapes(workflow, "workflow")
     prompt: dict[str, dict] = {}
     _compile_scope(_Scope(workflow, _collect_definitions(workflow, {})), object_info, prompt)
     _drop_links_to_missing_nodes(prompt)
     return prompt
+
+
+def _check_shapes(graph: Mapping[str, Any], where: str) -> None:
+    """Refuse a malformed graph up front, naming the part, instead of failing deep inside.
+
+    The schema is permissive (§4: unknown keys pass through), so only the shapes the compiler
+    reads are checked: node records, their slot lists, widget values and the link list.
+    """
+    if not isinstance(graph.get("nodes"), list):
+        raise WorkflowError(f"{where}: 'nodes' must be a list")
+    links = graph.get("links")
+    if links is not None and not isinstance(links, list):
+        raise WorkflowError(f"{where}: 'links' must be a list")
+    for index, node in enumerate(graph["nodes"]):
+        if not isinstance(node, dict):
+            raise WorkflowError(f"{where}: node #{index} is not an object")
+        label = f"{where}: node {node.get('id')!r}"
+        if not isinstance(node.get("id"), (int, str)) or isinstance(node.get("id"), bool):
+            raise WorkflowError(f"{where}: node #{index} has no valid 'id'")
+        for key in ("inputs", "outputs"):
+            slots = node.get(key)
+            if slots is None:
+                continue
+            if not isinstance(slots, list) or not all(isinstance(slot, dict) for slot in slots):
+                raise WorkflowError(f"{label}: '{key}' must be a list of slot objects")
+            for slot in slots:
+                if slot.get("widget") is not None and not isinstance(slot["widget"], dict):
+                    raise WorkflowError(f"{label}: slot {slot.get('name')!r} has a malformed 'widget'")
+        widgets = node.get("widgets_values")
+        if widgets is not None and not isinstance(widgets, (list, dict)):
+            raise WorkflowError(f"{label}: 'widgets_values' must be a list or an object")
+        if node.get("type") is not None and not isinstance(node["type"], str):
+            raise WorkflowError(f"{label}: 'type' must be a string")
+    definitions = graph.get("definitions")
+    if isinstance(definitions, dict):
+        for subgraph in definitions.get("subgraphs") or []:
+            if not isinstance(subgraph, dict):
+                raise WorkflowError(f"{where}: a subgraph definition is not an object")
+            _check_shapes(subgraph, f"subgraph {subgraph.get('id')!r}")
 
 
 def _compile_scope(scope: _Scope, object_info: Mapping[str, Mapping[str, Any]], prompt: dict[str, dict]) -> None:

@@ -23,13 +23,13 @@ import mimetypes
 import os
 import posixpath
 import random
-import secrets
 import string
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine.folders import partial_write_path
 from engine.safepath import UnsafePath, resolve_inside
 from nodes import runtime
 
@@ -260,7 +260,7 @@ def write_png_atomically(image: Image.Image, path: Path, metadata: Any, compress
     ``os.replace`` is atomic within a folder, so ``/view``, the file lists and other readers
     see either no file or the whole file, never a half-written one.
     """
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    temporary = partial_write_path(path)
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(descriptor, "wb") as stream:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.folders import PT_EXTENSIONS, ModelFolders
+from engine.folders import PT_EXTENSIONS, ModelFolders, partial_write_path
 
 
 def touch(path: Path) -> Path:
@@ -158,6 +158,24 @@ def test_io_dirs_exist_and_temp_is_wiped_at_start(tmp_path: Path):
     assert folders.directory_for_type("temp") == folders.temp_dir
     assert folders.directory_for_type("output") == folders.output_dir
     assert folders.directory_for_type("../etc") is None
+
+
+def test_files_half_written_before_a_crash_are_swept_at_start(tmp_path: Path):
+    partial = partial_write_path(tmp_path / "output" / "sub" / "Kiln_00001_.png")
+    touch(partial)
+    touch(tmp_path / "output" / ".hidden-but-mine.tmp")  # not the writer's shape: kept
+    touch(tmp_path / "output" / "Kiln_00002_.png")
+    ModelFolders(tmp_path)
+    assert not partial.exists()
+    assert (tmp_path / "output" / ".hidden-but-mine.tmp").exists()
+    assert (tmp_path / "output" / "Kiln_00002_.png").exists()
+
+
+def test_partial_write_names_are_hidden_siblings(tmp_path: Path):
+    target = tmp_path / "out.png"
+    partial = partial_write_path(target)
+    assert partial.parent == tmp_path and partial.name.startswith(".out.png.") and partial.suffix == ".tmp"
+    assert partial != partial_write_path(target)
 
 
 def test_explicit_dirs_override_the_base(tmp_path: Path):

@@ -56,6 +56,12 @@ class TestPromptLevel:
         assert result.error["message"] == "Cannot execute because node Nope does not exist."
         assert result.error["details"] == "Node ID '#1'"
 
+    @pytest.mark.parametrize("class_type", [["SaveImage"], {"name": "SaveImage"}, 7, None])
+    def test_a_class_type_that_is_not_a_string_is_invalid_prompt(self, registry, class_type):
+        result = validate_prompt(registry, {"1": {"class_type": class_type, "inputs": {}}})
+        assert result.error["type"] == "invalid_prompt"
+        assert result.error["details"] == "Node ID '#1'"
+
     def test_no_output_node_is_prompt_no_outputs(self, registry):
         result = validate_prompt(registry, {"1": const(1)})
         assert result.error == {"type": "prompt_no_outputs", "message": "Prompt has no outputs", "details": "", "extra_info": {}}

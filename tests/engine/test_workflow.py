@@ -226,6 +226,28 @@ def test_malformed_slot_index_names_the_link():
         compile_workflow(workflow, FAKE_INFO)
 
 
+@pytest.mark.parametrize(
+    ("nodes", "message"),
+    [
+        (["not a node"], r"node #0 is not an object"),
+        ([{"type": "Sink", "mode": 0}], r"node #0 has no valid 'id'"),
+        ([{"id": 3, "type": "Sink", "mode": 0, "inputs": {"a": 1}}], r"node 3: 'inputs' must be a list"),
+        ([{"id": 3, "type": "Sink", "mode": 0, "outputs": ["x"]}], r"node 3: 'outputs' must be a list"),
+        ([{"id": 3, "type": "Sink", "mode": 0, "inputs": [{"name": "a", "widget": "a"}]}], r"node 3: slot 'a' has a malformed 'widget'"),
+        ([{"id": 3, "type": "Sink", "mode": 0, "widgets_values": 5}], r"node 3: 'widgets_values' must be a list or an object"),
+        ([{"id": 3, "type": ["Sink"], "mode": 0}], r"node 3: 'type' must be a string"),
+    ],
+)
+def test_malformed_shapes_name_the_part_that_is_wrong(nodes: list, message: str):
+    with pytest.raises(WorkflowError, match=message):
+        compile_workflow(ui(nodes, []), FAKE_INFO)
+
+
+def test_malformed_link_list_is_refused():
+    with pytest.raises(WorkflowError, match="'links' must be a list"):
+        compile_workflow({"nodes": [], "links": {"1": [1, 1, 0, 2, 0]}, "version": 0.4}, FAKE_INFO)
+
+
 def test_not_a_ui_workflow_is_refused():
     with pytest.raises(WorkflowError):
         compile_workflow({"1": {"class_type": "Sink", "inputs": {}}}, FAKE_INFO)
