@@ -226,7 +226,7 @@ async def get_object_info(request: web.Request) -> web.Response:
 async def get_object_info_one(request: web.Request) -> web.Response:
     registry = state_of(request).registry
     name = request.match_info["node_class"]
-    if name not in registry:
+    if name not in registry.classes:  # aliases resolve in prompts but are not listed
         return web.json_response({})
     try:
         info = await state_of(request).node_code(registry.node_info, name)

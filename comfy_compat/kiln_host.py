@@ -7,11 +7,15 @@ so the shims need one place to find "the server's" folders, resources and interr
 That place is this slot; its only writer is ``server.py`` (``install``), once at start-up.
 Inside a running node the shims prefer ``engine.context.current_context()``, so two
 servers in one process (tests) still see their own objects while executing.
+
+The host's ``registry`` is filled by the plugin loader (``engine.plugins.load_plugins``) just
+before it imports the first plugin, so ``nodes.NODE_CLASS_MAPPINGS`` (a ``RegistryView``)
+already lists the built-ins when a plugin reads it at import time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +26,7 @@ class CompatHost:
 
     resources: Mapping[str, Any] = field(default_factory=dict)
     interrupt: Any = None  # engine.context.InterruptFlag
+    registry: Any = None  # engine.registry.NodeRegistry, set by the plugin loader
 
     @property
     def folders(self) -> Any:
@@ -67,3 +72,37 @@ def _current_context() -> Any:
     from engine.context import current_context
 
     return current_context()
+
+
+def current_registry() -> Any:
+    """The installed server's node registry; error if the plugin loader has not set it."""
+    host = _SLOT.host
+    if host is None or host.registry is None:
+        raise RuntimeError("nodes.NODE_CLASS_MAPPINGS is read before the server registered its nodes")
+    return host.registry
+
+
+class RegistryView(Mapping):
+    """A live, read-only view of one of the registry's dicts (``classes`` or ``display_names``).
+
+    ComfyUI plugins read ``nodes.NODE_CLASS_MAPPINGS`` to reuse core nodes; every access goes
+    to the registry at that moment, so nodes registered later show up too.
+    """
+
+    def __init__(self, attribute: str) -> None:
+        self.attribute = attribute
+
+    def _target(self) -> Mapping:
+        return getattr(current_registry(), self.attribute)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._target()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._target()))
+
+    def __len__(self) -> int:
+        return len(self._target())
+
+    def __repr__(self) -> str:
+        return f"RegistryView({self.attribute!r}, {len(self)} entries)"

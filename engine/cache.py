@@ -11,7 +11,11 @@ up by signature and stores new ones.
   prompt, so an edited expanding node re-runs only the parts of its sub-graph that changed
   (ComfyUI's per-parent sub-caches).
 - ``LRU(max_entries)``: keep that many entries across prompts, least recently used go first.
-- ``NoCache``: keep nothing across prompts.
+- ``NoCache`` (ComfyUI's dependency-aware ``--cache-none``): keep nothing across prompts,
+  and free each output inside the running prompt as soon as every node that reads it has
+  run, so a long chain holds about two outputs at a time. The policy says so with
+  ``frees_consumed_outputs``; the run keeps the books in a ``ConsumerLedger``. UI results
+  of output nodes are not outputs: they stay for the history entry.
 
 Each takes an optional ``ram_limit_bytes``: past it, least recently used entries are evicted.
 The size of an entry comes from the ``sizeof`` hook (default ``estimate_size``, which sums
@@ -54,6 +58,8 @@ def estimate_size(value: Any, _depth: int = 0) -> int:
 
 
 class CachePolicy(Protocol):
+    frees_consumed_outputs: bool  # True: the run drops an output once all its readers ran
+
     def begin_prompt(self, signatures: Collection[Signature], owners: Collection[tuple[str, str]] = ()) -> None: ...
     def get(self, signature: Signature) -> CacheEntry | None: ...
     def put(self, signature: Signature, entry: CacheEntry) -> None: ...
@@ -63,6 +69,8 @@ class CachePolicy(Protocol):
 
 class SignatureCache:
     """Entries in least-recently-used order, with an optional RAM ceiling."""
+
+    frees_consumed_outputs = False
 
     def __init__(self, ram_limit_bytes: int | None = None, sizeof: Callable[[Any], int] | None = None) -> None:
         self.ram_limit_bytes = ram_limit_bytes
@@ -145,7 +153,42 @@ class LRU(SignatureCache):
 
 
 class NoCache(SignatureCache):
-    """Keeps nothing across prompts (outputs live only while their prompt runs)."""
+    """Keeps nothing across prompts; in a prompt, an output lives until its readers have run."""
+
+    frees_consumed_outputs = True
 
     def put(self, signature: Signature, entry: CacheEntry) -> None:
         return None
+
+
+class ConsumerLedger:
+    """Which nodes still have to read each node's output, within one prompt (``--cache-none``).
+
+    A reader reads a producer through an input link, or, for an expanding node, through a
+    link in its expansion's ``result``. When a reader finishes, ``finished`` names the
+    outputs nobody is still going to read: its producers whose remaining readers will not
+    run (``will_run`` false), and the reader itself when nothing that will run reads it. A
+    reader that is not going to run (not staged) does not hold an output: if it is staged
+    later, its producer simply runs again.
+    """
+
+    def __init__(self) -> None:
+        self._readers: dict[str, set[str]] = {}  # producer -> readers that have not finished
+        self._reads: dict[str, set[str]] = {}  # reader -> producers it reads
+
+    def add_reads(self, reader: str, producers: Iterable[str]) -> None:
+        for producer in producers:
+            self._readers.setdefault(producer, set()).add(reader)
+            self._reads.setdefault(reader, set()).add(producer)
+
+    def finished(self, reader: str, will_run: Callable[[str], bool]) -> list[str]:
+        """The outputs that may be freed now that ``reader`` has run."""
+        released = []
+        for producer in sorted(self._reads.pop(reader, ())):
+            waiting = self._readers.get(producer, set())
+            waiting.discard(reader)
+            if not any(will_run(other) for other in waiting):
+                released.append(producer)
+        if not any(will_run(other) for other in self._readers.get(reader, ())):
+            released.append(reader)
+        return released

@@ -7,18 +7,27 @@ Follows ComfyUI's ``nodes.load_custom_node`` contract (comfy-compat §7.2): ever
 Kiln adds guards that ComfyUI lacks: each import runs with a time limit, a class whose
 ``INPUT_TYPES`` raises is reported and skipped, and every outcome lands in
 ``registry.plugin_reports`` so ``/system_stats`` can show it.
+
+A package's ``prestartup_script.py`` runs before any plugin module is imported (ComfyUI runs
+it even before torch; Kiln's start-up imports no torch, so the order plugins rely on holds).
+One that fails is logged and marked "(PRESTARTUP FAILED)" in its report; the package is
+still imported, as in ComfyUI.
+
+Before the first import, the loader hands the registry to the ComfyUI shims' host (if the
+shims are loaded), so a plugin can read ``nodes.NODE_CLASS_MAPPINGS`` at import time.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import logging
+import runpy
 import sys
 import threading
 import time
 import traceback
 import types
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +35,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 DEFAULT_IMPORT_TIMEOUT_S = 30.0
+PRESTARTUP_SCRIPT = "prestartup_script.py"
 
 
 @dataclass(frozen=True)
@@ -42,6 +52,12 @@ class PluginEntry:
     @property
     def module_dir(self) -> Path:
         return self.path if self.path.is_dir() else self.path.parent
+
+    @property
+    def prestartup_script(self) -> Path | None:
+        """The package's ``prestartup_script.py``; single-file plugins have none."""
+        script = self.path / PRESTARTUP_SCRIPT
+        return script if self.path.is_dir() and script.is_file() else None
 
 
 def ensure_compat_path(compat_dir: Path) -> None:
@@ -103,28 +119,72 @@ def import_plugin(entry: PluginEntry) -> types.ModuleType:
     return module
 
 
-def import_with_timeout(entry: PluginEntry, timeout_s: float) -> types.ModuleType:
-    """Import in a daemon thread and give up after ``timeout_s``.
+def run_prestartup_script(entry: PluginEntry) -> None:
+    """Run the package's ``prestartup_script.py`` as a script of its own (comfy-compat §7.2)."""
+    script = entry.prestartup_script
+    if script is not None:
+        runpy.run_path(str(script), run_name=f"{module_name_for(entry)}_x_prestartup")
 
-    A hung import cannot be killed, but the server must still start: the thread is left
+
+def call_with_timeout(work: Callable[[], Any], what: str, timeout_s: float) -> Any:
+    """Run plugin code in a daemon thread and give up after ``timeout_s``.
+
+    Hung plugin code cannot be killed, but the server must still start: the thread is left
     behind (daemon, so it does not block exit) and the plugin is reported as failed.
     """
     outcome: dict[str, Any] = {}
 
     def run() -> None:
         try:
-            outcome["module"] = import_plugin(entry)
+            outcome["value"] = work()
         except BaseException as exc:  # SystemExit from a plugin must not end the server
             outcome["error"] = exc
 
-    thread = threading.Thread(target=run, name=f"import-{entry.name}", daemon=True)
+    thread = threading.Thread(target=run, name=what, daemon=True)
     thread.start()
     thread.join(timeout_s)
     if thread.is_alive():
-        raise TimeoutError(f"importing {entry.name} did not finish within {timeout_s:g} s")
+        raise TimeoutError(f"{what} did not finish within {timeout_s:g} s")
     if "error" in outcome:
         raise outcome["error"]
-    return outcome["module"]
+    return outcome["value"]
+
+
+def import_with_timeout(entry: PluginEntry, timeout_s: float) -> types.ModuleType:
+    """Import one plugin, abandoning it after ``timeout_s`` (see ``call_with_timeout``)."""
+    return call_with_timeout(lambda: import_plugin(entry), f"importing {entry.name}", timeout_s)
+
+
+def run_prestartup_scripts(entries: Iterable[PluginEntry], timeout_s: float) -> dict[str, str]:
+    """Run every entry's prestartup script; returns the failures' tracebacks by entry name."""
+    failures: dict[str, str] = {}
+    for entry in entries:
+        if entry.prestartup_script is None:
+            continue
+        try:
+            call_with_timeout(lambda entry=entry: run_prestartup_script(entry),
+                              f"prestartup script of {entry.name}", timeout_s)
+        except TimeoutError as exc:
+            failures[entry.name] = str(exc)
+        except (Exception, SystemExit):  # Ctrl-C (KeyboardInterrupt) still stops the start-up
+            failures[entry.name] = traceback.format_exc()
+        else:
+            continue
+        log.error("custom node %s: %s failed (PRESTARTUP FAILED):\n%s", entry.name, PRESTARTUP_SCRIPT,
+                  failures[entry.name])
+    return failures
+
+
+def share_registry_with_compat_host(registry: Any) -> None:
+    """Let the shims' ``nodes.NODE_CLASS_MAPPINGS`` read ``registry`` (comfy_compat/kiln_host.py).
+
+    The engine does not import the shims: ``kiln_host`` is only there once the server has
+    put comfy_compat/ on ``sys.path`` and installed its host, so it is looked up, not imported.
+    """
+    kiln_host = sys.modules.get("kiln_host")
+    host = kiln_host.installed() if kiln_host is not None else None
+    if host is not None:
+        host.registry = registry
 
 
 def usable_classes(entry_name: str, mappings: dict) -> tuple[dict, list[str]]:
@@ -177,11 +237,16 @@ def load_plugins(registry: Any, roots: Sequence[Path], *, disable_all: bool = Fa
     if report_factory is None:
         from engine.registry import PluginReport as report_factory
     allowed = set(whitelist)
-    reports = []
+    entries = []
     for entry in discover(roots):
         if disable_all and entry.name not in allowed:
             log.info("custom node %s skipped (--disable-all-custom-nodes)", entry.name)
             continue
+        entries.append(entry)
+    prestartup_failures = run_prestartup_scripts(entries, timeout_s)
+    share_registry_with_compat_host(registry)
+    reports = []
+    for entry in entries:
         started = time.perf_counter()
         error: str | None = None
         outcome = ""
@@ -196,6 +261,10 @@ def load_plugins(registry: Any, roots: Sequence[Path], *, disable_all: bool = Fa
         except (Exception, SystemExit):  # Ctrl-C (KeyboardInterrupt) still stops the start-up
             error, outcome = traceback.format_exc(), " (IMPORT FAILED)"
             log.error("custom node %s failed to import:\n%s", entry.name, error)
+        if entry.name in prestartup_failures:
+            prestartup_error = f"{PRESTARTUP_SCRIPT} (PRESTARTUP FAILED):\n{prestartup_failures[entry.name]}"
+            error = prestartup_error + (f"\n{error}" if error else "")
+            outcome = " (PRESTARTUP FAILED)" + outcome
         report = report_factory(name=entry.name, path=entry.path,
                                 seconds=time.perf_counter() - started, error=error)
         registry.plugin_reports.append(report)

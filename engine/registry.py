@@ -3,12 +3,20 @@
 Replaces ComfyUI's module-global ``NODE_CLASS_MAPPINGS``: one registry object per server,
 handed to validation and the executor. ``node_info`` produces the V1 entry of comfy-compat
 §1.7 exactly, with tuples turned into lists so the result equals its JSON round trip.
+
+Aliases are legacy keys that workflows in the wild use for a node (``"ConditioningAverage "``
+with a trailing space): ``get`` and ``in`` resolve them, so such a prompt validates and
+runs, but ``object_info`` never lists them, so the editor only offers the real name. A
+built-in module declares its aliases as ``NODE_CLASS_ALIASES = {alias: class_type}``, read
+by ``add_module`` for built-ins; ``add_alias`` adds one directly.
 """
 
 from __future__ import annotations
 
 import logging
 import pathlib
+import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +52,7 @@ class NodeRegistry:
     web_directories: dict[str, pathlib.Path] = field(default_factory=dict)
     plugin_reports: list[PluginReport] = field(default_factory=list)
     builtin_names: set[str] = field(default_factory=set)
+    aliases: dict[str, str] = field(default_factory=dict)  # legacy key -> class_type
 
     def add_module(
         self,
@@ -51,15 +60,18 @@ class NodeRegistry:
         display_names: dict | None,
         python_module: str,
         builtin: bool,
+        aliases: Mapping[str, str] | None = None,
     ) -> list[str]:
         """Register a module's ``NODE_CLASS_MAPPINGS``; returns the names added.
 
-        A plugin may not replace a built-in node (refused and logged); a later plugin
-        may replace an earlier plugin's node, as in ComfyUI.
+        A plugin may not replace a built-in node or alias (refused and logged); a later
+        plugin may replace an earlier plugin's node, as in ComfyUI. ``aliases`` defaults,
+        for a built-in module, to its ``NODE_CLASS_ALIASES`` (looked up in ``sys.modules``
+        under ``python_module``, so callers that pass only the mappings still get them).
         """
         added = []
         for name, node_class in mappings.items():
-            if not builtin and name in self.builtin_names:
+            if not builtin and (name in self.builtin_names or name in self.aliases):
                 log.warning("%s: refusing to override built-in node %s", python_module, name)
                 continue
             self.classes[name] = node_class
@@ -69,13 +81,28 @@ class NodeRegistry:
             if display_names and name in display_names:
                 self.display_names[name] = display_names[name]
             added.append(name)
+        if aliases is None and builtin:
+            aliases = getattr(sys.modules.get(python_module), "NODE_CLASS_ALIASES", None)
+        for alias, class_type in (aliases or {}).items():
+            self.add_alias(alias, class_type)
         return added
 
+    def add_alias(self, alias: str, class_type: str) -> None:
+        """Let ``alias`` stand for the registered ``class_type`` in prompts (not in object_info)."""
+        if class_type not in self.classes:
+            raise KeyError(f"alias {alias!r} names {class_type!r}, which is not registered")
+        if alias in self.classes:
+            raise ValueError(f"alias {alias!r} is already a node's class_type")
+        self.aliases[alias] = class_type
+
     def get(self, class_type: str) -> type | None:
-        return self.classes.get(class_type)
+        node_class = self.classes.get(class_type)
+        if node_class is None and class_type in self.aliases:
+            node_class = self.classes.get(self.aliases[class_type])
+        return node_class
 
     def __contains__(self, class_type: object) -> bool:
-        return class_type in self.classes
+        return class_type in self.classes or class_type in self.aliases
 
     def node_info(self, class_type: str) -> dict:
         """One /object_info entry (comfy-compat §1.7); raises what ``INPUT_TYPES`` raises."""

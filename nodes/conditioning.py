@@ -338,6 +338,10 @@ NODE_CLASS_MAPPINGS = {
     "ConditioningSetTimestepRange": ConditioningSetTimestepRange,
 }
 
+# Workflows in the wild name ConditioningAverage with a trailing space (after ComfyUI's
+# display-name key below); the registry resolves it but never lists it (engine/registry.py).
+NODE_CLASS_ALIASES = {"ConditioningAverage ": "ConditioningAverage"}
+
 # ComfyUI registers "Conditioning (Average)" under the key "ConditioningAverage " (trailing
 # space), which matches no class, so its editor shows the class name; we show the same.
 NODE_DISPLAY_NAME_MAPPINGS = {

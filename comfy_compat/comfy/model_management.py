@@ -22,6 +22,8 @@ def _interrupted_class() -> type[BaseException]:
 def __getattr__(name: str) -> Any:
     if name == "InterruptProcessingException":
         return _interrupted_class()
+    if name == "interrupt_processing":  # ComfyUI's global flag, read as a bool
+        return processing_interrupted()
     raise AttributeError(f"module 'comfy.model_management' has no attribute {name!r}")
 
 

@@ -48,37 +48,29 @@ def set_progress_bar_enabled(enabled: bool) -> None:
 
 
 def load_torch_file(ckpt: str, safe_load: bool = False, device: Any = None, return_metadata: bool = False) -> Any:
-    """Load a state dict: safetensors via ``safe_open``, anything else only with ``weights_only``."""
-    import torch
+    """A weight file's state dict, read by ``diffusion.loading.files.read_state_dict``.
 
-    device = device or torch.device("cpu")
-    metadata = None
-    if str(ckpt).lower().endswith((".safetensors", ".sft")):
-        from safetensors import safe_open
+    Safetensors are read in full into a plain dict (plugins pop and rename keys); anything
+    else only through ``torch.load(weights_only=True)``, whatever ``safe_load`` says: Kiln
+    has no unsafe path. ``device`` moves the tensors; ``return_metadata`` also returns the
+    safetensors header metadata (None for pickles), as ComfyUI does.
+    """
+    from diffusion.loading.files import file_metadata, read_state_dict
 
-        with safe_open(str(ckpt), framework="pt", device=str(device)) as handle:
-            state_dict = {key: handle.get_tensor(key) for key in handle.keys()}
-            metadata = handle.metadata()
-    else:
-        loaded = torch.load(str(ckpt), map_location=device, weights_only=True)
-        state_dict = loaded.get("state_dict", loaded) if isinstance(loaded, dict) else loaded
+    tensors = read_state_dict(ckpt)
+    metadata = file_metadata(tensors) or None
+    state_dict = {key: tensors[key] for key in tensors}
+    if device is not None:
+        state_dict = {key: tensor.to(device) for key, tensor in state_dict.items()}
     return (state_dict, metadata) if return_metadata else state_dict
 
 
 def common_upscale(samples: Any, width: int, height: int, upscale_method: str, crop: str) -> Any:
-    """Resize ``[B,C,H,W]`` to (height, width); ``crop="center"`` crops to the aspect first."""
-    import torch.nn.functional as F
+    """Resize NCHW ``samples`` to (height, width) exactly as ComfyUI (``nodes.image.scale_nchw``).
 
-    if crop == "center":
-        old_w, old_h = samples.shape[3], samples.shape[2]
-        old_aspect, new_aspect = old_w / old_h, width / height
-        x = y = 0
-        if old_aspect > new_aspect:
-            x = round((old_w - old_w * (new_aspect / old_aspect)) / 2)
-        elif old_aspect < new_aspect:
-            y = round((old_h - old_h * (old_aspect / new_aspect)) / 2)
-        samples = samples.narrow(-2, y, old_h - y * 2).narrow(-1, x, old_w - x * 2)
-    mode = {"nearest-exact": "nearest-exact", "bilinear": "bilinear", "area": "area",
-            "bicubic": "bicubic"}.get(upscale_method, "bilinear")
-    kwargs = {"antialias": True, "align_corners": False} if mode in ("bilinear", "bicubic") else {}
-    return F.interpolate(samples, size=(height, width), mode=mode, **kwargs)
+    ``upscale_method``: nearest-exact, bilinear, area, bicubic or lanczos (no antialiasing);
+    any other name raises ``ValueError``. ``crop="center"`` crops to the target aspect first.
+    """
+    from nodes.image import scale_nchw
+
+    return scale_nchw(samples, width, height, upscale_method, crop)

@@ -107,3 +107,49 @@ def test_fixture_plugins_folder_is_documented():
     for entry in FIXTURE_PLUGINS.iterdir():
         if entry.name != "README.md" and entry.name != "__pycache__":
             assert f"`{entry.name}" in readme, entry.name
+
+
+def write_recording_package(root: Path, name: str, order_file: Path, prestartup: str | None = None) -> None:
+    """A package whose import appends ``import:<name>`` to ``order_file``."""
+    package = root / name
+    package.mkdir()
+    (package / "__init__.py").write_text(
+        f"with open({str(order_file)!r}, 'a') as order:\n"
+        f"    order.write('import:{name}\\n')\n"
+        "NODE_CLASS_MAPPINGS = {}\n")
+    if prestartup is not None:
+        (package / "prestartup_script.py").write_text(prestartup)
+
+
+def test_prestartup_scripts_run_before_any_plugin_is_imported(tmp_path, registry):
+    order_file = tmp_path / "order.txt"
+    roots = tmp_path / "custom_nodes"
+    roots.mkdir()
+    write_recording_package(roots, "a_first", order_file)
+    write_recording_package(roots, "b_second", order_file, prestartup=(
+        f"with open({str(order_file)!r}, 'a') as order:\n"
+        "    order.write('prestartup:b_second\\n')\n"))
+    reports = load_plugins(registry, [roots], timeout_s=5)
+    assert order_file.read_text().split() == ["prestartup:b_second", "import:a_first", "import:b_second"]
+    assert [r.error for r in reports] == [None, None]
+
+
+def test_a_failing_prestartup_script_is_reported_and_loading_goes_on(tmp_path, registry, caplog):
+    order_file = tmp_path / "order.txt"
+    roots = tmp_path / "custom_nodes"
+    roots.mkdir()
+    write_recording_package(roots, "broken_early", order_file, prestartup="raise RuntimeError('prestartup exploded')\n")
+    write_recording_package(roots, "healthy", order_file)
+    reports = {r.name: r for r in load_plugins(registry, [roots], timeout_s=5)}
+    assert "(PRESTARTUP FAILED)" in reports["broken_early"].error
+    assert "RuntimeError: prestartup exploded" in reports["broken_early"].error
+    assert reports["healthy"].error is None
+    assert order_file.read_text().split() == ["import:broken_early", "import:healthy"]  # still imported
+    assert "(PRESTARTUP FAILED)" in caplog.text
+
+
+def test_a_single_file_plugin_has_no_prestartup_script(tmp_path):
+    (tmp_path / "prestartup_script.py").write_text("raise RuntimeError('not a package script')\n")
+    (tmp_path / "single.py").write_text("NODE_CLASS_MAPPINGS = {}\n")
+    entries = {entry.name: entry for entry in discover([tmp_path])}
+    assert entries["single"].prestartup_script is None
