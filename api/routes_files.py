@@ -110,10 +110,14 @@ def _upload_target(state: ServerState, post: MultiDictProxy) -> tuple[str, Path,
 
 
 def _store_upload(folder: Path, filename: str, data: bytes, overwrite: bool) -> str:
-    folder.mkdir(parents=True, exist_ok=True)
-    name, needs_write = images.choose_upload_name(folder, filename, data, overwrite)
-    if needs_write:
-        (folder / name).write_bytes(data)
+    """Write an upload (deduplicated by content); an OS refusal is the client's 400, not a 500."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        name, needs_write = images.choose_upload_name(folder, filename, data, overwrite)
+        if needs_write:
+            (folder / name).write_bytes(data)
+    except OSError as exc:  # e.g. ENAMETOOLONG once a " (n)" suffix is added, or a file where a folder should be
+        raise web.HTTPBadRequest(text=f"cannot store upload {filename!r}: {exc.strerror or exc}") from None
     return name
 
 

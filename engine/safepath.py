@@ -31,6 +31,7 @@ _PERCENT_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
 _PERCENT_UNICODE_ESCAPE = re.compile(r"%u[0-9A-Fa-f]{4}")
 _DRIVE_PREFIX = re.compile(r"^[A-Za-z]:")
 _PATH_SYNTAX_BYTES = frozenset(b"./\\%:\x00")
+MAX_SEGMENT_BYTES = 255  # NAME_MAX of ext4, NTFS, APFS: longer names fail in the OS instead
 
 
 class UnsafePath(ValueError):
@@ -79,6 +80,8 @@ def split_relative(part: str) -> list[str]:
             raise _refuse(part, "parent-directory segment")
         if _DRIVE_PREFIX.match(segment):
             raise _refuse(part, "drive letter")
+        if len(segment.encode("utf-8", "surrogatepass")) > MAX_SEGMENT_BYTES:
+            raise UnsafePath(f"unsafe path: a name is longer than {MAX_SEGMENT_BYTES} bytes")
         segments.append(segment)
     return segments
 

@@ -129,11 +129,21 @@ def test_upload_dedups_identical_content_and_suffixes_different_content(kiln_pro
     (None, "../escape.png", {}),
     (None, "x.png", {"subfolder": "../.."}),
     (None, "x.png", {"type": "models"}),
+    (None, "x" * 300 + ".png", {}),
 ])
 def test_bad_uploads_get_a_400_with_a_message(kiln_server, data, filename, fields):
     status, message = upload(kiln_server, data if data is not None else png_bytes(), filename, **fields)
     assert status == 400
     assert message
+
+
+def test_a_dedup_suffix_that_makes_the_name_too_long_is_a_400(kiln_server):
+    subfolder = uuid.uuid4().hex[:8]
+    longest = "y" * 251 + ".png"  # exactly 255 bytes: legal until " (1)" is added
+    assert upload(kiln_server, png_bytes(color=(1, 1, 1, 255)), longest, subfolder=subfolder)[0] == 200
+    status, message = upload(kiln_server, png_bytes(color=(2, 2, 2, 255)), longest, subfolder=subfolder)
+    assert status == 400
+    assert "cannot store upload" in message
 
 
 def test_upload_refuses_a_decompression_bomb(kiln_server):

@@ -126,6 +126,15 @@ def test_root_given_through_a_symlink_is_accepted(tmp_path: Path):
     assert resolved == (tmp_path / "real_root").resolve() / "a.png"
 
 
+def test_a_name_longer_than_the_filesystem_allows_is_refused(tmp_path: Path):
+    # 255 bytes is NAME_MAX on ext4/NTFS/APFS; past it the OS fails with ENAMETOOLONG.
+    assert resolve_inside(tmp_path, "x" * 251 + ".png").name == "x" * 251 + ".png"
+    with pytest.raises(UnsafePath, match="longer than 255 bytes"):
+        resolve_inside(tmp_path, "x" * 252 + ".png")
+    with pytest.raises(UnsafePath):
+        resolve_inside(tmp_path, "é" * 128)  # 256 bytes in UTF-8, 128 characters
+
+
 def test_split_relative_drops_empty_and_dot_segments():
     assert split_relative("a/./b//c.png") == ["a", "b", "c.png"]
 
