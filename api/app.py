@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Iterable
 
 from aiohttp import web
 
-from api import routes_files, routes_prompt, routes_system, routes_user, routes_ws
+from api import routes_files, routes_internal, routes_prompt, routes_system, routes_user, routes_ws
 from api.auth import auth_middleware, login_routes
 from api.middlewares import cache_control, cors_middleware, error_guard, origin_only
 from api.state import STATE, ServerState
@@ -40,15 +41,17 @@ def create_app(state: ServerState, *, cors_origin: str | None = None) -> web.App
     state.prompt_server.app = app
 
     tables = [routes_prompt.routes, routes_files.routes, routes_user.routes, routes_system.routes,
-              routes_ws.routes, state.prompt_server.routes]
+              routes_ws.routes, routes_internal.routes, state.prompt_server.routes]
     if state.auth_token:
         tables.append(login_routes(state.auth_token))
     app.router.add_routes(with_api_copies(tables))
     app.router.add_get("/internal/folder_paths", routes_system.internal_folder_paths)
     app.router.add_get("/internal/files/{directory_type}", routes_files.internal_files)
+    routes_internal.add_internal_routes(app)
     add_static_routes(app, state)
     app.on_startup.append(_start_publisher)
     app.on_cleanup.append(_stop_publisher)
+    app.on_cleanup.append(_detach_log_buffer)
     return app
 
 
@@ -68,10 +71,17 @@ def add_static_routes(app: web.Application, state: ServerState) -> None:
 
 async def _start_publisher(app: web.Application) -> None:
     state = app[STATE]
+    state.logs.send = state.hub.send_sync
+    if state.logs not in logging.getLogger().handlers:
+        logging.getLogger().addHandler(state.logs)
     loop = asyncio.get_running_loop()
     state.hub.attach(loop)
     state.prompt_server.loop = loop
     app[_PUBLISHER] = loop.create_task(state.hub.publish_loop())
+
+
+async def _detach_log_buffer(app: web.Application) -> None:
+    logging.getLogger().removeHandler(app[STATE].logs)
 
 
 async def _stop_publisher(app: web.Application) -> None:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from api.hub import WebSocketHub
+from api.log_buffer import LogBuffer
 from api.resources import call_with_resources
 from api.prompt_server import PromptServer
 
@@ -30,6 +31,7 @@ class ServerState:
     options: dict[str, Any]
     web_root: Path
     worker: Any = None                 # api.worker.PromptWorker
+    logs: LogBuffer = field(default_factory=LogBuffer)  # recent log lines for /internal/logs
     auth_token: str | None = None
     max_upload_bytes: int = 100 * 1024 * 1024
 
