@@ -235,7 +235,9 @@ class TextEncoder:
         if self.devices is None:
             return torch.device("cpu"), torch.float32
         device = getattr(self.devices, "device", torch.device("cpu"))
-        return device, getattr(self.devices, "compute_dtype", torch.float32)
+        # The device manager decides: float32 on the CPU, where encoding costs little and the
+        # conditioning then matches ComfyUI's exactly; the compute dtype on a GPU.
+        return device, getattr(self.devices, "text_encoder_dtype", getattr(self.devices, "compute_dtype", torch.float32))
 
     def _layer_index(self) -> int | None:
         layer = self.family.default_layer if self.layer_idx is None else self.layer_idx

@@ -73,3 +73,54 @@ def test_out_of_memory_errors_are_recognised():
     assert manager.is_out_of_memory(RuntimeError("CUDA out of memory. Tried to allocate 20.00 MiB"))
     assert not manager.is_out_of_memory(RuntimeError("shape mismatch"))
     assert manager.free_memory() > 0
+
+
+# -- CPU precision -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("flags", "fast"), [
+    ({"avx512f", "amx_tile", "amx_bf16"}, True),    # Sapphire Rapids
+    ({"avx512f", "avx512_bf16"}, True),             # Cooper Lake, Zen 4
+    ({"avx2", "fma", "avx512f"}, False),            # Skylake-SP: bf16 only emulated
+    (set(), False),
+])
+def test_fast_bf16_is_told_by_the_amx_or_avx512_bf16_flags(flags, fast):
+    from diffusion.devices import cpu_has_fast_bf16
+
+    assert cpu_has_fast_bf16(flags) is fast
+
+
+def test_cpu_flags_are_read_from_the_first_cpu_in_cpuinfo(tmp_path):
+    from diffusion.devices import cpu_flags
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx512_bf16\n\nprocessor\t: 1\nflags\t\t: fpu\n")
+    assert cpu_flags(cpuinfo) == {"fpu", "sse2", "avx512_bf16"}
+    assert cpu_flags(tmp_path / "missing") == frozenset()
+
+
+def test_cpu_precision_choices(monkeypatch):
+    import diffusion.devices as devices
+
+    assert devices.cpu_compute_dtype("bf16") == torch.bfloat16
+    assert devices.cpu_compute_dtype("fp32") == torch.float32
+    monkeypatch.setattr(devices, "cpu_has_fast_bf16", lambda flags=None: True)
+    assert devices.cpu_compute_dtype("auto") == torch.bfloat16
+    monkeypatch.setattr(devices, "cpu_has_fast_bf16", lambda flags=None: False)
+    assert devices.cpu_compute_dtype("auto") == torch.float32
+    with pytest.raises(ValueError, match="fp16"):
+        devices.cpu_compute_dtype("fp16")
+
+
+def test_bf16_weights_are_stored_once_in_bf16_channels_last_and_fp32_keeps_the_files():
+    bf16 = DeviceManager(cpu=True, cpu_dtype=torch.bfloat16)
+    assert bf16.storage_dtype(bf16.compute_dtype) == torch.bfloat16
+    assert bf16.storage_dtype(bf16.vae_dtype) == torch.bfloat16
+    assert bf16.conv_memory_format(bf16.compute_dtype) == torch.channels_last
+    fp32 = DeviceManager(cpu=True, cpu_dtype=torch.bfloat16, force_fp32=True)
+    assert fp32.storage_dtype(fp32.compute_dtype) is None and fp32.storage_dtype(fp32.vae_dtype) is None
+    assert fp32.conv_memory_format(fp32.compute_dtype) == torch.contiguous_format
+
+
+def test_the_text_encoder_computes_in_float32_on_the_cpu():
+    assert DeviceManager(cpu=True, cpu_dtype=torch.bfloat16).text_encoder_dtype == torch.float32

@@ -279,3 +279,21 @@ def test_original_sd_ckpt_files_with_a_lightning_callback_load(tmp_path, sd1, mo
                 "state_dict": unet_keys}, path)
     monkeypatch.delitem(sys.modules, lightning.__name__)  # loading must not need the real package
     assert set(read_state_dict(path)) == set(unet_keys)
+
+
+def test_weights_converted_while_loading_are_read_without_the_memory_map(sd1, monkeypatch):
+    """Converted tensors come from plain reads (so no mapped page stays resident) and equal the file's."""
+    from diffusion.loading import checkpoint
+    from diffusion.loading.files import LazySafetensors
+
+    mapped = read_state_dict(sd1.path)
+    assert isinstance(mapped, LazySafetensors)
+    unmapped = checkpoint._for_conversion(mapped, torch.bfloat16)
+    assert checkpoint._for_conversion(mapped, None) is mapped
+    assert list(unmapped) == list(mapped) and len(unmapped) == len(mapped)
+    for key in mapped:
+        torch.testing.assert_close(unmapped[key], mapped[key], rtol=0, atol=0)
+    bf16 = DeviceManager(cpu=True, cpu_dtype=torch.bfloat16)
+    model, _, vae = load_checkpoint(sd1.path, bf16, output_clip=False)
+    expected = sd1.state_dict["model.diffusion_model.out.2.weight"].bfloat16()
+    torch.testing.assert_close(model.unet.out[2].weight, expected, rtol=0, atol=0)
