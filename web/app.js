@@ -195,6 +195,7 @@ export class KilnApp {
       mute: editorAction(commands.toggleMute),
       bypass: editorAction(commands.toggleBypass),
       collapse: editorAction(commands.toggleCollapse),
+      pin: editorAction(commands.togglePin),
       group: editorAction((editor) => commands.groupSelection(editor)),
       delete: editorAction(commands.deleteSelection),
       fit: () => this.fitView(),

@@ -38,9 +38,9 @@ def browser() -> Iterator[object]:
 
 
 @contextlib.contextmanager
-def open_editor(browser, url: str):
+def open_editor(browser, url: str, **context_options):
     """A fresh browser context (empty localStorage) on the editor at ``url``; fails on page errors."""
-    context = browser.new_context(viewport=VIEWPORT)
+    context = browser.new_context(viewport=VIEWPORT, **context_options)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
@@ -441,6 +441,78 @@ def test_pan_zoom_box_select_move_and_delete(page) -> None:
     assert "CLIPTextEncode" not in node_types(page)
     page.keyboard.press("Control+z")
     assert node_types(page).count("CLIPTextEncode") == 2
+
+
+def graph_point_at(page, at: tuple[float, float]) -> list[float]:
+    """The graph point under page point ``at``."""
+    return page.evaluate("([x, y]) => { const r = kiln.app.canvas.getBoundingClientRect(); return kiln.screenToGraph([x - r.left, y - r.top]); }", list(at))
+
+
+def test_trackpad_pinch_zooms_gently_at_the_cursor_and_keeps_the_page_unzoomed(page) -> None:
+    page.evaluate("kiln.editor.camera.scale = 1; kiln.editor.camera.offset = [0, 0]; kiln.app.markDirty()")
+    anchor = (640, 420)
+    under_cursor = graph_point_at(page, anchor)
+    not_prevented = page.evaluate("""([x, y, deltaY]) => kiln.app.canvas.dispatchEvent(new WheelEvent("wheel",
+        { clientX: x, clientY: y, deltaY, ctrlKey: true, bubbles: true, cancelable: true }))""", [*anchor, -4])
+    assert not_prevented is False  # the browser must not zoom the page
+    pinched = page.evaluate("kiln.editor.camera.scale")
+    assert 1 < pinched < 1.1
+    assert graph_point_at(page, anchor) == pytest.approx(under_cursor, abs=1e-6)
+    page.evaluate("""([x, y]) => kiln.app.canvas.dispatchEvent(new WheelEvent("wheel",
+        { clientX: x, clientY: y, deltaY: -100, bubbles: true, cancelable: true }))""", list(anchor))
+    assert page.evaluate("kiln.editor.camera.scale") / pinched > 1.1  # a wheel notch zooms more
+
+
+def test_two_finger_touch_pinch_zooms_around_the_fingers(browser, kiln_server: str) -> None:
+    with open_editor(browser, kiln_server, has_touch=True) as page:
+        page.evaluate("kiln.editor.camera.scale = 1; kiln.editor.camera.offset = [0, 0]; kiln.app.markDirty()")
+        nodes_before = page.evaluate("kiln.graph.nodes().map((n) => n.pos)")
+        middle = (700, 60)  # empty canvas above the default graph
+        under_fingers = graph_point_at(page, middle)
+        cdp = page.context.new_cdp_session(page)
+
+        def touch(kind: str, spread: float) -> None:
+            points = [] if kind == "touchEnd" else [{"x": middle[0] - spread, "y": middle[1], "id": 0}, {"x": middle[0] + spread, "y": middle[1], "id": 1}]
+            cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": points})
+
+        touch("touchStart", 50)
+        for spread in (60, 75, 100):
+            touch("touchMove", spread)
+        touch("touchEnd", 0)
+        assert page.evaluate("kiln.editor.camera.scale") == pytest.approx(2, rel=1e-3)
+        assert graph_point_at(page, middle) == pytest.approx(under_fingers, abs=1e-3)
+        assert page.evaluate("kiln.graph.nodes().map((n) => n.pos)") == nodes_before
+
+
+def test_pinned_node_cannot_be_dragged_or_resized_until_unpinned(page) -> None:
+    page.keyboard.press(".")
+    sampler = "kiln.graph.nodes().find((n) => n.type === 'KSampler')"
+    node = page.evaluate(sampler)
+    title = page.evaluate(f"kiln.graphToPage([{node['pos'][0]} + 80, {node['pos'][1]} - 12])")
+    corner = page.evaluate(f"kiln.graphToPage([{node['pos'][0]} + {node['size'][0]} - 4, {node['pos'][1]} + {node['size'][1]} - 4])")
+
+    def drag(start: list[float], by: tuple[float, float]) -> None:
+        page.mouse.move(*start)
+        page.mouse.down()
+        page.mouse.move(start[0] + by[0], start[1] + by[1], steps=5)
+        page.mouse.up()
+
+    page.mouse.click(*title)
+    page.keyboard.press("p")
+    assert page.evaluate(f"{sampler}.flags.pinned") is True
+    assert page.evaluate("kiln.app.selectedNodeIds().length") == 1
+    drag(title, (60, 40))
+    drag(corner, (50, 50))
+    pinned = page.evaluate(sampler)
+    assert (pinned["pos"], pinned["size"]) == (node["pos"], node["size"])
+    assert page.evaluate("kiln.app.selectedNodeIds().map((id) => kiln.graph.node(id).type)") == ["KSampler"]
+    saved = page.evaluate("kiln.graph.serialize().nodes.find((n) => n.type === 'KSampler').flags")
+    assert saved.get("pinned") is True
+
+    page.keyboard.press("p")
+    assert "pinned" not in page.evaluate(f"{sampler}.flags")
+    drag(title, (60, 40))
+    assert page.evaluate(f"{sampler}.pos") != node["pos"]
 
 
 def test_workflow_with_subgraphs_is_sent_for_the_server_to_compile(page) -> None:

@@ -1,6 +1,6 @@
 /**
  * Editing commands on the active tab's selection, each one undo step: delete, duplicate,
- * copy/paste (Ctrl+Shift+V keeps input links), mute, bypass, collapse, select all, group
+ * copy/paste (Ctrl+Shift+V keeps input links), mute, bypass, collapse, pin, select all, group
  * selection, fit view. Shared by the keyboard, the context menu and the menu bar.
  */
 import { MODE } from "../model/graph.js";
@@ -68,6 +68,10 @@ export function toggleBypass(editor) {
 
 export function toggleCollapse(editor) {
   editor.graph.history.group(() => editor.graph.toggleCollapsed(selectedNodeIds(editor)));
+}
+
+export function togglePin(editor) {
+  editor.graph.history.group(() => editor.graph.togglePinned(selectedNodeIds(editor)));
 }
 
 const GROUP_PADDING = 20;

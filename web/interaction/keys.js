@@ -22,6 +22,7 @@ export const SHORTCUTS = [
   ["Ctrl+B", "Bypass / un-bypass selected nodes", "bypass"],
   ["Ctrl+G", "Group selected nodes", "group"],
   ["Alt+C", "Collapse / expand selected nodes", "collapse"],
+  ["P", "Pin / unpin selected nodes (pinned nodes cannot be dragged)", "pin"],
   ["Delete", "Delete selected nodes", "delete"],
   ["Backspace", "Delete selected nodes", "delete"],
   [".", "Fit the view to the graph", "fit"],
@@ -30,6 +31,7 @@ export const SHORTCUTS = [
   ["Space+drag", "Pan the canvas", null],
   ["Double-click", "Search nodes to add", null],
   ["Wheel", "Zoom at the cursor", null],
+  ["Pinch", "Zoom at the fingers (trackpad or touch)", null],
 ];
 
 export function comboOf(event) {

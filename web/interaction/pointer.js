@@ -1,17 +1,24 @@
 /**
  * Pointer input on the canvas turned into graph commands: pan (drag on empty space, with
- * Space held, or with the middle button), wheel zoom to the cursor, select / shift-ctrl
+ * Space held, or with the middle button), wheel zoom to the cursor, pinch zoom (trackpad
+ * pinches arrive as Ctrl+wheel; two touch pointers), select / shift-ctrl
  * toggle / box select (Ctrl or Shift drag on empty space), moving a selection as one undo
- * step, resizing, collapsing, link dragging (incompatible targets dimmed by the renderer;
+ * step (pinned nodes stay put), resizing, collapsing, link dragging (incompatible targets dimmed by the renderer;
  * dropping on empty canvas opens a type-filtered search), groups, and widget clicks.
  */
 import { rectContains, rectsOverlap } from "../view/camera.js";
 import { nodeBounds } from "../view/layout.js";
+import { isPinned } from "../model/graph.js";
 import { typesCompatible } from "../model/nodedefs.js";
 import { hitTest } from "./hittest.js";
 import { widgetPointerDown } from "./widgets.js";
 
 const CLICK_SLOP = 4;
+const WHEEL_ZOOM_RATE = 0.0015;
+const WHEEL_LINE_ZOOM_RATE = 0.05;
+const PINCH_ZOOM_RATE = 0.01;
+const PINCH_MAX_STEP = 0.05;
+const GROUPED_DRAGS = ["move", "resize", "group-move", "group-resize"];
 
 export class PointerController {
   /**
@@ -24,6 +31,7 @@ export class PointerController {
     this.drag = null;
     this.spaceHeld = false;
     this.lastGraphPoint = [0, 0];
+    this.touches = new Map();
     canvas.addEventListener("pointerdown", (event) => this.onDown(event));
     canvas.addEventListener("pointermove", (event) => this.onMove(event));
     canvas.addEventListener("pointerup", (event) => this.onUp(event));
@@ -57,6 +65,13 @@ export class PointerController {
     const screen = this.screenPoint(event);
     const point = this.graphPoint(event);
     this.canvas.setPointerCapture(event.pointerId);
+    if (event.pointerType === "touch") {
+      this.touches.set(event.pointerId, screen);
+      if (this.touches.size === 2) {
+        this.startPinch();
+        return;
+      }
+    }
     if (event.button === 1 || (event.button === 0 && this.spaceHeld)) {
       this.drag = { kind: "pan", last: screen };
       return;
@@ -81,6 +96,8 @@ export class PointerController {
       this.drag = widgetPointerDown(this.app, hit, point, screen);
     } else if (hit.kind === "collapse") {
       editor.graph.toggleCollapsed([hit.node.jsonId]);
+    } else if (hit.kind === "resize" && isPinned(hit.node)) {
+      this.selectNode(hit.node, additive);
     } else if (hit.kind === "resize") {
       editor.graph.history.begin();
       this.drag = { kind: "resize", node: hit.node, start: point, size: [hit.layout.w, hit.layout.h] };
@@ -120,8 +137,32 @@ export class PointerController {
       this.drag = { kind: "group-resize", groupId: group.id, start: point, bounding: [...group.bounding] };
       return;
     }
-    const inner = editor.graph.nodes().filter((node) => rectContains(group.bounding, nodeBounds(node))).map((node) => node.jsonId);
+    const inner = editor.graph.nodes().filter((node) => !isPinned(node) && rectContains(group.bounding, nodeBounds(node))).map((node) => node.jsonId);
     this.drag = { kind: "group-move", groupId: group.id, nodeIds: inner, last: point };
+  }
+
+  /** A second touch pointer turns whatever the first one started into a pinch. */
+  startPinch() {
+    const editor = this.editor;
+    const drag = this.drag;
+    if (drag && (GROUPED_DRAGS.includes(drag.kind) || drag.grouped || drag.kind === "widget")) editor.graph.history.end();
+    editor.interaction.dragLink = null;
+    editor.interaction.activeWidget = null;
+    editor.interaction.box = null;
+    this.drag = { kind: "pinch", ...this.pinchGeometry() };
+  }
+
+  pinchGeometry() {
+    const [a, b] = [...this.touches.values()];
+    return { distance: Math.hypot(b[0] - a[0], b[1] - a[1]), middle: [(a[0] + b[0]) / 2, (a[1] + b[1]) / 2] };
+  }
+
+  movePinch(drag) {
+    const { distance, middle } = this.pinchGeometry();
+    const camera = this.editor.camera;
+    camera.panBy(middle[0] - drag.middle[0], middle[1] - drag.middle[1]);
+    if (drag.distance > 0 && distance > 0) camera.zoomAt(distance / drag.distance, middle);
+    Object.assign(drag, { distance, middle });
   }
 
   selectNode(node, additive) {
@@ -138,17 +179,20 @@ export class PointerController {
   onMove(event) {
     const point = this.graphPoint(event);
     this.lastGraphPoint = point;
+    const screen = this.screenPoint(event);
+    if (this.touches.has(event.pointerId)) this.touches.set(event.pointerId, screen);
     const drag = this.drag;
     if (!drag) return;
     const editor = this.editor;
-    const screen = this.screenPoint(event);
-    if (drag.kind === "pan") {
+    if (drag.kind === "pinch") {
+      this.movePinch(drag);
+    } else if (drag.kind === "pan") {
       editor.camera.panBy(screen[0] - drag.last[0], screen[1] - drag.last[1]);
       drag.last = screen;
     } else if (drag.kind === "box") {
       editor.interaction.box = normaliseRect(drag.start, point);
     } else if (drag.kind === "move") {
-      const ids = selectedNodeIds(editor);
+      const ids = selectedNodeIds(editor).filter((id) => !isPinned(editor.graph.node(id)));
       editor.graph.moveNodes(ids, point[0] - drag.last[0], point[1] - drag.last[1]);
       drag.last = point;
       drag.moved = true;
@@ -173,6 +217,7 @@ export class PointerController {
   }
 
   onUp(event) {
+    this.touches.delete(event.pointerId);
     const drag = this.drag;
     this.drag = null;
     if (!drag) return;
@@ -180,7 +225,7 @@ export class PointerController {
     const point = this.graphPoint(event);
     if (drag.kind === "box") this.finishBox(drag);
     else if (drag.kind === "link") this.finishLink(event, point, drag);
-    else if (["move", "resize", "group-move", "group-resize"].includes(drag.kind)) editor.graph.history.end();
+    else if (GROUPED_DRAGS.includes(drag.kind)) editor.graph.history.end();
     else if (drag.onUp) drag.onUp(point, this.screenPoint(event), event);
     editor.interaction.box = null;
     this.app.markDirty();
@@ -250,8 +295,7 @@ export class PointerController {
 
   onWheel(event) {
     event.preventDefault();
-    const factor = Math.exp(-event.deltaY * (event.deltaMode === 1 ? 0.05 : 0.0015));
-    this.editor.camera.zoomAt(factor, this.screenPoint(event));
+    this.editor.camera.zoomAt(wheelZoomFactor(event), this.screenPoint(event));
     this.app.markDirty();
     this.app.onViewChanged?.();
   }
@@ -276,6 +320,15 @@ export class PointerController {
     this.app.ui.contextMenu(hit, this.screenPoint(event), point);
     this.app.markDirty();
   }
+}
+
+/**
+ * Zoom factor of one wheel event. A trackpad pinch arrives as a Ctrl+wheel with small
+ * deltas; it zooms gently, at most `PINCH_MAX_STEP` (in log scale) per event.
+ */
+export function wheelZoomFactor({ deltaY, deltaMode, ctrlKey }) {
+  if (ctrlKey) return Math.exp(Math.max(-PINCH_MAX_STEP, Math.min(PINCH_MAX_STEP, -deltaY * PINCH_ZOOM_RATE)));
+  return Math.exp(-deltaY * (deltaMode === 1 ? WHEEL_LINE_ZOOM_RATE : WHEEL_ZOOM_RATE));
 }
 
 export function selectedNodeIds(editor) {

@@ -269,6 +269,16 @@ export class Graph {
     this.store.put(nodes.map((node) => ({ ...node, flags: { ...node.flags, collapsed: collapse } })));
   }
 
+  /** Pin every node, or unpin them all when all are pinned; an unpinned node has no `pinned` flag. */
+  togglePinned(nodeIds) {
+    const nodes = [...nodeIds].map((id) => this.node(id)).filter(Boolean);
+    const pin = !nodes.every(isPinned);
+    this.store.put(nodes.map((node) => {
+      const { pinned, ...flags } = node.flags ?? {};
+      return { ...node, flags: pin ? { ...flags, pinned: true } : flags };
+    }));
+  }
+
   // ---- link commands ---------------------------------------------------------------------
 
   /**
@@ -412,6 +422,11 @@ export class Graph {
       return [...newIds.values()];
     });
   }
+}
+
+/** Whether dragging may not move or resize the node (`flags.pinned`, §4.3). */
+export function isPinned(node) {
+  return node.flags?.pinned === true;
 }
 
 export { nodeKey, linkKey, groupKey };

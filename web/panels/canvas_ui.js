@@ -5,7 +5,7 @@
  * page coordinates here.
  */
 import * as commands from "../interaction/commands.js";
-import { MODE } from "../model/graph.js";
+import { isPinned, MODE } from "../model/graph.js";
 
 export function canvasUi(app) {
   const pageCoords = ([x, y]) => {
@@ -57,6 +57,7 @@ function contextItems(app, hit, point) {
       { label: "Duplicate (Ctrl+D)", action: act(() => commands.duplicateSelection(editor)) },
       { label: "Copy (Ctrl+C)", action: act(() => commands.copySelection(editor)) },
       { label: hit.node.flags?.collapsed ? "Expand (Alt+C)" : "Collapse (Alt+C)", action: act(() => commands.toggleCollapse(editor)) },
+      { label: isPinned(hit.node) ? "Unpin (P)" : "Pin (P)", action: act(() => commands.togglePin(editor)) },
       { label: hit.node.mode === MODE.NEVER ? "Unmute (Ctrl+M)" : "Mute (Ctrl+M)", action: act(() => commands.toggleMute(editor)) },
       { label: hit.node.mode === MODE.BYPASS ? "Remove bypass (Ctrl+B)" : "Bypass (Ctrl+B)", action: act(() => commands.toggleBypass(editor)) },
       { label: "Group selected (Ctrl+G)", action: act(() => commands.groupSelection(editor)) },

@@ -9,10 +9,12 @@ import { approximateSlotPosition, layoutNode, nodeBounds, slotPosition, SLOT_RAD
 import { typeColor } from "./theme.js";
 import { fitText, wrapText } from "./text.js";
 import { drawWidget } from "./widgets_draw.js";
+import { isPinned } from "../model/graph.js";
 import { typesCompatible } from "../model/nodedefs.js";
 
 const DETAIL_SCALE = 0.35;
 const LOW_SCALE = 0.2;
+const PIN_MARKER_W = 10;
 const GRID = 20;
 
 export class Renderer {
@@ -293,7 +295,9 @@ export class Renderer {
       ctx.textBaseline = "middle";
       const prefix = known ? "" : "⚠ ";
       const title = node.title ?? graph.subgraphDefinition(node.type)?.name ?? layout.title;
-      ctx.fillText(fitText(ctx, prefix + title, w - 30), x + 22, top + TITLE_H / 2);
+      const pinned = isPinned(node);
+      ctx.fillText(fitText(ctx, prefix + title, w - (pinned ? 30 + PIN_MARKER_W : 30)), x + 22, top + TITLE_H / 2);
+      if (pinned) this.drawPinMarker(theme, x + w - PIN_MARKER_W / 2 - 4, top + TITLE_H / 2);
       ctx.beginPath();
       ctx.fillStyle = layout.collapsed ? theme.widgetLabel : typeColor(node.outputs[0]?.type ?? "*");
       ctx.arc(x + 11, top + TITLE_H / 2, 4.5, 0, Math.PI * 2);
@@ -329,6 +333,21 @@ export class Renderer {
     const below = top + (layout.collapsed ? TITLE_H : fullH) + 6;
     if (status?.error && detail) this.drawErrorLabel(scene, status.error, x, below, w);
     else if (status?.text && detail) this.drawLabel(scene, status.text, x, below, w, "rgba(40, 60, 90, 0.9)");
+  }
+
+  /** A push-pin centred at (cx, cy): round head, short needle. */
+  drawPinMarker(theme, cx, cy) {
+    const { ctx } = this;
+    ctx.strokeStyle = theme.nodeTitleText;
+    ctx.lineWidth = 1.5;
+    ctx.beginPath();
+    ctx.moveTo(cx, cy - 1);
+    ctx.lineTo(cx, cy + 6);
+    ctx.stroke();
+    ctx.fillStyle = theme.error;
+    ctx.beginPath();
+    ctx.arc(cx, cy - 3, 3.5, 0, Math.PI * 2);
+    ctx.fill();
   }
 
   drawReroute(scene, node, layout) {

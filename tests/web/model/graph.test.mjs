@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import path from "node:path";
 import { test } from "node:test";
-import { Graph, MODE } from "../../../web/model/graph.js";
+import { Graph, isPinned, MODE } from "../../../web/model/graph.js";
 import { coreDefs, readJson, WORKFLOWS } from "./helpers.mjs";
 
 const defs = coreDefs();
@@ -131,4 +131,34 @@ test("a reroute takes the type of the link that feeds it", () => {
   assert.equal(graph.node(reroute).outputs[0].type, "VAE");
   const link = graph.connect(reroute, 0, 8, 1);
   assert.equal(graph.link(link).type, "VAE");
+});
+
+test("pinning nodes is one undo step and saves flags.pinned, absent once unpinned", () => {
+  const graph = loaded();
+  const flagsOf = (workflow, id) => workflow.nodes.find((node) => node.id === id).flags;
+  graph.history.group(() => graph.togglePinned([3, 4]));
+  assert.ok(isPinned(graph.node(3)) && isPinned(graph.node(4)));
+  const saved = graph.serialize();
+  assert.equal(flagsOf(saved, 3).pinned, true);
+  assert.equal(flagsOf(saved, 5).pinned, undefined);
+
+  const reloaded = new Graph(defs);
+  reloaded.load(JSON.parse(JSON.stringify(saved)));
+  assert.ok(isPinned(reloaded.node(4)));
+
+  assert.ok(graph.history.undo());
+  assert.ok(!isPinned(graph.node(3)) && !isPinned(graph.node(4)));
+  assert.ok(graph.history.redo());
+  graph.history.group(() => graph.togglePinned([3]));
+  assert.ok(!("pinned" in flagsOf(graph.serialize(), 3)));
+  assert.ok(isPinned(graph.node(4)));
+});
+
+test("a mixed selection is pinned first, then unpinned", () => {
+  const graph = loaded();
+  graph.togglePinned([3]);
+  graph.togglePinned([3, 4]);
+  assert.ok(isPinned(graph.node(3)) && isPinned(graph.node(4)));
+  graph.togglePinned([3, 4]);
+  assert.ok(!isPinned(graph.node(3)) && !isPinned(graph.node(4)));
 });

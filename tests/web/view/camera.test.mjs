@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Camera, MAX_SCALE, MIN_SCALE, rectContains, rectsOverlap } from "../../../web/view/camera.js";
+import { wheelZoomFactor } from "../../../web/interaction/pointer.js";
 
 const close = (actual, expected) => assert.ok(Math.abs(actual - expected) < 1e-9, `${actual} != ${expected}`);
 
@@ -50,4 +51,11 @@ test("panning moves the view by screen pixels", () => {
 test("rectangles overlap when they share any area", () => {
   assert.equal(rectsOverlap([0, 0, 10, 10], [5, 5, 10, 10]), true);
   assert.equal(rectsOverlap([0, 0, 10, 10], [10, 0, 5, 5]), false);
+});
+
+test("a trackpad pinch (Ctrl+wheel) zooms more gently than a wheel notch, in the same direction", () => {
+  const notch = wheelZoomFactor({ deltaY: -100, deltaMode: 0, ctrlKey: false });
+  const pinch = wheelZoomFactor({ deltaY: -100, deltaMode: 0, ctrlKey: true });
+  assert.ok(notch > pinch && pinch > 1, `${notch} ${pinch}`);
+  assert.ok(wheelZoomFactor({ deltaY: 3, deltaMode: 0, ctrlKey: true }) < 1);
 });
