@@ -193,7 +193,15 @@ export class Execution {
   }
 
   onInterrupted(data) {
+    // The prompt is over once interrupted: no node is running any more, even before the
+    // closing `executing {node: null}` arrives.
+    const editor = this.editorFor(data.prompt_id ?? this.runningPromptId);
+    for (const status of editor.status.values()) {
+      status.running = false;
+      status.progress = null;
+    }
     this.app.overlays.toast(`Interrupted${data.node_type ? ` at ${data.node_type}` : ""}`, "info");
+    this.app.markDirty();
   }
 
   onPreview({ blob, meta }) {

@@ -110,7 +110,6 @@ def test_lora_on_bf16_weights_is_computed_in_fp32_and_restored_exactly(fp16_chec
     torch.testing.assert_close(dict(model.unet.named_parameters())[name], original, rtol=0, atol=0)
 
 
-@pytest.mark.skipif(not DEMO_CHECKPOINT.is_file(), reason="the demo checkpoint is not in models/checkpoints")
 def test_the_demo_model_draws_the_same_picture_in_bf16_and_fp32():
     """Same prompt and seed through text encoder, 6 euler steps and VAE decode: ≤ 2/255 mean difference."""
     images = {}

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-playwright_api = pytest.importorskip("playwright.sync_api")
+import playwright.sync_api as playwright_api
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 REPO_MODELS = Path(__file__).resolve().parents[2] / "models"

@@ -1,0 +1,110 @@
+"""tools/train_demo.py writes an ordinary SD1 single-file checkpoint that Kiln's loader reads."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from diffusion.demo.checkpoint import SD1_LATENT_SCALE, TEXT_PREFIX, UNET_PREFIX, VAE_PREFIX, fold_latent_normalisation
+from diffusion.demo.dataset import scene_batch
+from diffusion.models.vae import AutoencoderKL, VAEConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.timeout(900)
+POOL = 128
+SEED = 3
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    work = tmp_path_factory.mktemp("train_demo")
+    out = work / "kiln-demo.safetensors"
+    command = [sys.executable, str(ROOT / "tools" / "train_demo.py"), "--steps", "5", "--vae-steps", "5",
+               "--pool", str(POOL), "--seed", str(SEED), "--batch", "8", "--vae-batch", "4", "--out", str(out),
+               "--save-every", "0"]
+    completed = subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=280)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    report = json.loads(completed.stdout.strip().splitlines()[-1])
+    return out, report, completed.stdout
+
+
+def test_reports_wall_time_and_steps(trained):
+    _, report, stdout = trained
+    assert "wall time" in stdout
+    assert report["wall_seconds"] > 0 and report["steps_done"] == 5
+
+
+def test_checkpoint_has_the_sd1_prefixes_in_fp16(trained):
+    out, _, _ = trained
+    assert out.stat().st_size < 30_000_000
+    with safe_open(str(out), "pt") as handle:
+        keys = list(handle.keys())
+        prefixes = {key for key in keys if not key.startswith((UNET_PREFIX, VAE_PREFIX, TEXT_PREFIX + "text_model."))}
+        assert not prefixes
+        assert UNET_PREFIX + "input_blocks.0.0.weight" in keys
+        assert VAE_PREFIX + "encoder.conv_in.weight" in keys
+        assert TEXT_PREFIX + "text_model.embeddings.token_embedding.weight" in keys
+        assert handle.get_tensor(TEXT_PREFIX + "text_model.embeddings.token_embedding.weight").shape[0] == 49408
+        assert {handle.get_tensor(key).dtype for key in keys} == {torch.float16}
+        assert "kiln_demo" in handle.metadata()
+
+
+def test_checkpoint_loads_like_any_sd1_file(trained):
+    from diffusion.devices import DeviceManager
+    from diffusion.loading import load_checkpoint
+
+    out, _, _ = trained
+    model, clip, vae = load_checkpoint(out, DeviceManager(cpu=True))
+    assert model.latent_format.scale_factor == SD1_LATENT_SCALE
+    unet = model.unet
+    assert model.family == "SD15" and model.model_sampling.prediction_type == "eps"
+    assert unet.config.num_heads == 8 and unet.config.context_dim == 128
+    assert unet.config.in_channels == 4 and unet.config.out_channels == 4
+    assert vae is not None and clip is not None
+
+
+def test_latents_are_normalised_for_the_sd1_scale_factor(trained):
+    """Scaled by 0.18215, the demo VAE's latents of training scenes have about unit variance."""
+    from safetensors.torch import load_file
+
+    out, _, _ = trained
+    state = {key[len(VAE_PREFIX):]: value.float() for key, value in load_file(str(out)).items()
+             if key.startswith(VAE_PREFIX)}
+    from diffusion.demo.checkpoint import DEMO_VAE
+
+    vae = AutoencoderKL(DEMO_VAE)
+    vae.load_state_dict(state)
+    images, _, _ = scene_batch(SEED, 0, POOL)
+    pixels = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
+    with torch.no_grad():
+        latents = vae.encode(pixels) * SD1_LATENT_SCALE
+    assert latents.shape == (POOL, 4, 8, 8)
+    per_channel_std = latents.std(dim=(0, 2, 3))
+    assert torch.allclose(per_channel_std, torch.ones(4), atol=0.05), per_channel_std
+    assert latents.mean(dim=(0, 2, 3)).abs().max() < 0.05
+
+
+def test_folding_the_latent_normalisation_keeps_reconstructions():
+    torch.manual_seed(0)
+    vae = AutoencoderKL(VAEConfig(ch=32, ch_mult=(1, 2), num_res_blocks=1)).double()
+    with torch.no_grad():
+        for parameter in vae.parameters():
+            if parameter.ndim == 1:
+                parameter.normal_(0, 0.1)
+    pixels = torch.rand(2, 3, 16, 16, dtype=torch.float64) * 2 - 1
+    mean_before, logvar_before = vae.encode_moments(pixels)
+    decoded_before = vae.decode(mean_before)
+    shift, std = torch.tensor([0.1, -0.2, 0.3, 0.0]), torch.tensor([0.5, 2.0, 1.0, 0.3])
+    fold_latent_normalisation(vae, shift, std, target_std=4.0)
+    mean_after, logvar_after = vae.encode_moments(pixels)
+    expected = (mean_before - shift.double().view(1, 4, 1, 1)) / std.double().view(1, 4, 1, 1) * 4.0
+    torch.testing.assert_close(mean_after, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(logvar_after, logvar_before + 2 * torch.log(4.0 / std.double()).view(1, 4, 1, 1),
+                               rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(vae.decode(mean_after), decoded_before, rtol=1e-9, atol=1e-9)

@@ -1,0 +1,472 @@
+"""Train Kiln's demo text-to-image model and write it as an SD1 single-file checkpoint.
+
+    python tools/train_demo.py --device cuda --workers 14      # the shipped recipe (one H200: ~6 min)
+    python tools/train_demo.py --steps 5 --vae-steps 5 --pool 256 --out /tmp/k.safetensors
+
+The defaults are the recipe of the shipped ``models/checkpoints/kiln-demo.safetensors`` (see
+``models/README.md`` for the exact commands and measured results). On a CPU they take hours; pass
+``--vae-minutes`` and ``--minutes`` to fit a time budget.
+
+Three phases, all seeded from ``--seed``:
+
+1. the autoencoder learns to reconstruct the procedurally drawn scenes (``diffusion.demo.dataset``);
+   its latent space is then normalised so SD1's scale factor 0.18215 gives unit variance;
+2. the UNet and the text encoder learn jointly to predict the noise (eps) of SD's scaled-linear
+   1000-step schedule, with 10 % empty captions for classifier-free guidance. Layout is decided at
+   the noisiest steps, where SD's schedule still leaves about 7 % of the image in the latent, so the
+   timesteps are drawn with extra weight on t >= 600 and the loss is weighted towards low SNR;
+3. the EMA weights are written as fp16 safetensors under SD1's prefixes; this happens every
+   ``--save-every`` steps too, so a usable file exists while training runs.
+
+Every phase can stop early at a wall-clock budget (``--vae-minutes``, ``--minutes``); the learning
+rate then follows whichever of step count and time runs out first. The wall time is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from copy import deepcopy
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from diffusion.demo.checkpoint import (  # noqa: E402
+    DEMO_UNET, DEMO_VAE, SD1_LATENT_SCALE, TEXT_PREFIX, UNET_PREFIX, VAE_PREFIX, fold_latent_normalisation,
+    sd1_state_dict,
+)
+from diffusion.demo.dataset import evaluation_scenes, render, scene_batch  # noqa: E402
+from diffusion.demo.metrics import read_image, score_readings  # noqa: E402
+from diffusion.demo.text import build_text_encoder, encode_tokens, token_rows  # noqa: E402
+from diffusion.models.tokenizer import CLIPTokenizer  # noqa: E402
+from diffusion.models.unet import UNetModel  # noqa: E402
+from diffusion.models.vae import AutoencoderKL  # noqa: E402
+from diffusion.sampling.model_sampling import ModelSamplingDiscrete  # noqa: E402
+
+DEFAULT_OUT = ROOT / "models" / "checkpoints" / "kiln-demo.safetensors"
+
+
+@dataclass
+class Settings:
+    """Everything that decides the result; written into the checkpoint's metadata."""
+
+    seed: int = 7
+    pool: int = 200000
+    vae_steps: int = 3500
+    vae_batch: int = 128
+    vae_lr: float = 1e-3
+    vae_kl: float = 1e-5
+    steps: int = 2000
+    batch: int = 256
+    lr: float = 6e-4
+    warmup: int = 200
+    ema: float = 0.998
+    uncond_share: float = 0.1
+    high_noise_share: float = 0.3
+    high_noise_from: int = 600
+    snr_weight_cap: float = 5.0
+    vae_minutes: float = 0.0
+    minutes: float = 0.0
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# --- data ----------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def _tokenizer() -> CLIPTokenizer:
+    return CLIPTokenizer()
+
+
+def _render_chunk(arguments: tuple[int, int, int]) -> tuple[np.ndarray, list[str], np.ndarray]:
+    seed, start, count = arguments
+    images, captions, _ = scene_batch(seed, start, count)
+    return images, captions, token_rows(_tokenizer(), captions).numpy()
+
+
+def render_pool(seed: int, count: int, workers: int) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """Scenes ``0 .. count-1`` of data set ``seed``: uint8 images ``[N, H, W, 3]``, captions and
+    their SD1 token rows ``[N, 77]``."""
+    chunk = 2000
+    jobs = [(seed, start, min(chunk, count - start)) for start in range(0, count, chunk)]
+    if workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            parts = list(pool.map(_render_chunk, jobs))
+    else:
+        parts = [_render_chunk(job) for job in jobs]
+    images = np.concatenate([part[0] for part in parts])
+    captions = [caption for part in parts for caption in part[1]]
+    return images, captions, np.concatenate([part[2] for part in parts])
+
+
+def load_or_render_pool(settings: Settings, workers: int, cache: Path | None) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """The scene pool, from ``cache`` when it holds the same seed and size, else drawn (and cached)."""
+    if cache is not None and cache.exists():
+        with np.load(cache) as stored:
+            if int(stored["seed"]) == settings.seed and len(stored["tokens"]) == settings.pool:
+                return stored["images"], [], stored["tokens"]
+    images, captions, tokens = render_pool(settings.seed, settings.pool, workers)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        with open(cache, "wb") as handle:
+            np.savez(handle, images=images, tokens=tokens, seed=np.array(settings.seed))
+    return images, captions, tokens
+
+
+def to_pixels(images: Tensor) -> Tensor:
+    """uint8 ``[B, H, W, 3]`` -> float ``[B, 3, H, W]`` in -1..1."""
+    return images.permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+def to_uint8(pixels: Tensor) -> np.ndarray:
+    """float ``[B, 3, H, W]`` in -1..1 -> uint8 ``[B, H, W, 3]``."""
+    return ((pixels.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def progress(step: int, steps: int, started: float, minutes: float) -> float:
+    """Fraction done: by steps, or by the wall-clock budget when that runs out first."""
+    by_steps = step / max(steps, 1)
+    by_time = (time.time() - started) / (minutes * 60) if minutes > 0 else 0.0
+    return min(max(by_steps, by_time), 1.0)
+
+
+def learning_rate(base: float, step: int, warmup: int, done: float) -> float:
+    """Linear warm-up, then cosine decay to a tenth."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * done)))
+
+
+# --- phase 1: autoencoder ------------------------------------------------------------------------
+
+
+def vae_loss(vae: AutoencoderKL, pixels: Tensor, kl_weight: float, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Reconstruction (L1 + MSE + image-gradient L1) plus a small KL term; returns (loss, L1)."""
+    mean, logvar = vae.encode_moments(pixels)
+    noise = torch.randn(mean.shape, generator=generator, device=mean.device)
+    reconstruction = vae.decode(mean + torch.exp(0.5 * logvar) * noise)
+    l1 = (reconstruction - pixels).abs().mean()
+    mse = (reconstruction - pixels).square().mean()
+
+    def gradients(x: Tensor) -> tuple[Tensor, Tensor]:
+        return x[..., 1:, :] - x[..., :-1, :], x[..., :, 1:] - x[..., :, :-1]
+
+    (ry, rx), (py, px) = gradients(reconstruction), gradients(pixels)
+    edges = (ry - py).abs().mean() + (rx - px).abs().mean()
+    kl = 0.5 * (mean.square() + logvar.exp() - 1.0 - logvar).mean()
+    return l1 + mse + 0.5 * edges + kl_weight * kl, l1
+
+
+def train_vae(settings: Settings, images: Tensor, device: torch.device) -> AutoencoderKL:
+    """Phase 1. ``images``: the pool, uint8 ``[N, H, W, 3]`` on ``device``."""
+    vae = AutoencoderKL(DEMO_VAE).to(device)
+    optimiser = torch.optim.AdamW(vae.parameters(), lr=settings.vae_lr, weight_decay=0.0)
+    generator = torch.Generator(device).manual_seed(settings.seed + 1)
+    started = time.time()
+    step = 0
+    while step < settings.vae_steps:
+        done = progress(step, settings.vae_steps, started, settings.vae_minutes)
+        if done >= 1.0:
+            log(f"vae: time budget reached at step {step}")
+            break
+        for group in optimiser.param_groups:
+            group["lr"] = learning_rate(settings.vae_lr, step, 100, done)
+        index = torch.randint(0, images.shape[0], (settings.vae_batch,), generator=generator, device=device)
+        loss, l1 = vae_loss(vae, to_pixels(images[index]), settings.vae_kl, generator)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        optimiser.step()
+        step += 1
+        if step % 100 == 0 or step == settings.vae_steps:
+            log(f"vae step {step}/{settings.vae_steps} loss {loss.item():.4f} l1 {l1.item():.4f}")
+    return vae.eval()
+
+
+@torch.no_grad()
+def encode_pool(vae: AutoencoderKL, images: Tensor, batch: int = 512) -> tuple[Tensor, Tensor]:
+    """Posterior mean and standard deviation of every pool image, ``[N, 4, h, w]`` each."""
+    means, stds = [], []
+    for start in range(0, images.shape[0], batch):
+        mean, logvar = vae.encode_moments(to_pixels(images[start : start + batch]))
+        means.append(mean)
+        stds.append(torch.exp(0.5 * logvar))
+    return torch.cat(means), torch.cat(stds)
+
+
+@torch.no_grad()
+def normalise_latents(vae: AutoencoderKL, images: Tensor) -> dict[str, list[float]]:
+    """Fold per-channel centring and scaling into the VAE so ``0.18215 · z`` has unit variance."""
+    mean, _ = encode_pool(vae, images[: min(4096, images.shape[0])])
+    channel_mean = mean.mean(dim=(0, 2, 3)).cpu()
+    channel_std = mean.std(dim=(0, 2, 3)).cpu()
+    fold_latent_normalisation(vae, channel_mean, channel_std, 1.0 / SD1_LATENT_SCALE)
+    return {"latent_mean_before": channel_mean.tolist(), "latent_std_before": channel_std.tolist()}
+
+
+@torch.no_grad()
+def vae_ceiling(vae: AutoencoderKL, device: torch.device, count: int = 216) -> dict[str, float]:
+    """Pixel-metric accuracy of the VAE's reconstructions of the evaluation scenes: the best the
+    diffusion model can reach."""
+    scenes = evaluation_scenes(count)
+    images = torch.from_numpy(np.stack([render(scene) for scene in scenes])).to(device)
+    reconstructions = to_uint8(vae.decode(vae.encode(to_pixels(images))))
+    readings = [read_image(image) for image in reconstructions]
+    return score_readings(readings, [_expected(scene) for scene in scenes])
+
+
+def _expected(scene) -> tuple[str, str, str, str]:
+    label = scene.shapes[0]
+    return label.shape, label.colour, label.size, label.position
+
+
+# --- phase 2: UNet and text encoder --------------------------------------------------------------
+
+
+class Diffusion(nn.Module):
+    """UNet and text encoder trained together (one optimiser, one EMA)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unet = UNetModel(DEMO_UNET)
+        self.text = build_text_encoder()
+
+    def forward(self, x: Tensor, timesteps: Tensor, tokens: Tensor) -> Tensor:
+        return self.unet(x, timesteps, encode_tokens(self.text, tokens))
+
+
+def sample_timesteps(count: int, settings: Settings, generator: torch.Generator, device: torch.device) -> Tensor:
+    """Uniform over 0..999, with a share ``high_noise_share`` drawn from ``high_noise_from..999``."""
+    uniform = torch.randint(0, 1000, (count,), generator=generator, device=device)
+    high = torch.randint(settings.high_noise_from, 1000, (count,), generator=generator, device=device)
+    pick_high = torch.rand(count, generator=generator, device=device) < settings.high_noise_share
+    return torch.where(pick_high, high, uniform)
+
+
+def diffusion_loss(model: Diffusion, x0: Tensor, tokens: Tensor, alphas_cumprod: Tensor, settings: Settings,
+                   generator: torch.Generator) -> Tensor:
+    """eps-prediction MSE weighted by min(1 + sigma², cap) (x0-space error, capped at low SNR)."""
+    timesteps = sample_timesteps(x0.shape[0], settings, generator, x0.device)
+    alpha_bar = alphas_cumprod[timesteps].view(-1, 1, 1, 1)
+    noise = torch.randn(x0.shape, generator=generator, device=x0.device)
+    noisy = alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * noise
+    prediction = model(noisy, timesteps.float(), tokens)
+    weight = (1.0 / alpha_bar.view(-1)).clamp(max=settings.snr_weight_cap)
+    per_sample = (prediction - noise).square().mean(dim=(1, 2, 3))
+    return (weight * per_sample).sum() / weight.sum()
+
+
+@torch.no_grad()
+def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    for target, source in zip(ema.parameters(), model.parameters(), strict=True):
+        target.lerp_(source, 1.0 - decay)
+
+
+@torch.no_grad()
+def monitor(ema: Diffusion, vae: AutoencoderKL, tokenizer: CLIPTokenizer, device: torch.device, count: int = 54,
+            steps: int = 20, cfg: float = 5.0) -> dict[str, float]:
+    """Training monitor: Euler sampling with CFG on the EMA model and the pixel metrics.
+
+    The evaluator (``tools/eval_demo.py``) measures through Kiln's nodes; this is a quick look.
+    """
+    scenes = evaluation_scenes(count)
+    sampling = ModelSamplingDiscrete()
+    tokens = token_rows(tokenizer, [scene.caption for scene in scenes] + [""]).to(device)
+    context = encode_tokens(ema.text, tokens)
+    cond, uncond = context[:-1], context[-1:].expand(count, -1, -1)
+    generator = torch.Generator("cpu").manual_seed(0)
+    x = torch.randn((count, 4, 8, 8), generator=generator).to(device)
+    timesteps = torch.linspace(999, 0, steps)
+    sigmas = torch.cat([sampling.sigma(timesteps), torch.zeros(1)]).to(device)
+    x = x * (1 + sigmas[0] ** 2).sqrt()
+    for index in range(steps):
+        sigma = sigmas[index]
+        scaled = x / (sigma**2 + 1).sqrt()
+        t = sampling.timestep(sigma.cpu()).float().to(device).expand(2 * count)
+        eps = ema.unet(torch.cat([scaled, scaled]), t, torch.cat([cond, uncond]))
+        eps_cond, eps_uncond = eps.chunk(2)
+        denoised = x - sigma * (eps_uncond + cfg * (eps_cond - eps_uncond))
+        x = denoised + (x - denoised) / sigma * sigmas[index + 1]
+    images = to_uint8(vae.decode(x / SD1_LATENT_SCALE))
+    readings = [read_image(image) for image in images]
+    return score_readings(readings, [_expected(scene) for scene in scenes])
+
+
+def read_checkpoint(path: Path) -> dict[str, dict[str, Tensor]]:
+    """The parts of a demo checkpoint as float32 state dicts: ``{"unet", "vae", "text"}``."""
+    from safetensors.torch import load_file
+
+    parts: dict[str, dict[str, Tensor]] = {"unet": {}, "vae": {}, "text": {}}
+    for key, value in load_file(str(path)).items():
+        for part, prefix in (("unet", UNET_PREFIX), ("vae", VAE_PREFIX), ("text", TEXT_PREFIX)):
+            if key.startswith(prefix):
+                parts[part][key[len(prefix):]] = value.float()
+    return parts
+
+
+def save_checkpoint(path: Path, ema: Diffusion, vae: AutoencoderKL, metadata: dict[str, str]) -> None:
+    """Write the fp16 SD1 single file atomically (a reader never sees half a file)."""
+    from safetensors.torch import save_file
+
+    state = sd1_state_dict(ema.unet, vae, ema.text.state_dict())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    save_file(state, str(partial), metadata=metadata)
+    partial.chmod(0o644)
+    os.replace(partial, path)
+
+
+def train_diffusion(settings: Settings, vae: AutoencoderKL, images: Tensor, tokens: Tensor,
+                    device: torch.device, out: Path, metadata: dict[str, str], save_every: int,
+                    monitor_every: int, initial: dict[str, dict[str, Tensor]] | None = None) -> Diffusion:
+    """Phase 2 (and periodic phase 3); ``initial`` holds UNet and text weights to start from."""
+    tokenizer = CLIPTokenizer()
+    empty = token_rows(tokenizer, [""]).to(device)
+    latent_mean, latent_std = encode_pool(vae, images)
+    log(f"encoded {images.shape[0]} scenes; scaled latent std {(latent_mean * SD1_LATENT_SCALE).std().item():.3f}")
+    alphas_cumprod = (1.0 / (1.0 + ModelSamplingDiscrete().sigmas ** 2)).to(device)
+
+    torch.manual_seed(settings.seed + 2)
+    model = Diffusion()
+    if initial is not None:
+        model.unet.load_state_dict(initial["unet"])
+        model.text.load_state_dict(initial["text"])
+    model = model.to(device)
+    ema = deepcopy(model).eval().requires_grad_(False)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=0.01)
+    generator = torch.Generator(device).manual_seed(settings.seed + 3)
+    started = time.time()
+    step = 0
+    while step < settings.steps:
+        done = progress(step, settings.steps, started, settings.minutes)
+        if done >= 1.0:
+            log(f"diffusion: time budget reached at step {step}")
+            break
+        for group in optimiser.param_groups:
+            group["lr"] = learning_rate(settings.lr, step, settings.warmup, done)
+        index = torch.randint(0, images.shape[0], (settings.batch,), generator=generator, device=device)
+        x0 = (latent_mean[index] + latent_std[index] * torch.randn(
+            latent_mean[index].shape, generator=generator, device=device)) * SD1_LATENT_SCALE
+        batch_tokens = tokens[index]
+        drop = torch.rand(settings.batch, generator=generator, device=device) < settings.uncond_share
+        batch_tokens = torch.where(drop[:, None], empty, batch_tokens)
+        loss = diffusion_loss(model, x0, batch_tokens, alphas_cumprod, settings, generator)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimiser.step()
+        step += 1
+        update_ema(ema, model, min(settings.ema, (1 + step) / (10 + step)))
+        if step % 100 == 0 or step == settings.steps:
+            log(f"step {step}/{settings.steps} loss {loss.item():.4f} lr {optimiser.param_groups[0]['lr']:.2e} "
+                f"({time.time() - started:.0f} s)")
+        if monitor_every and step % monitor_every == 0:
+            log(f"monitor at step {step}: {monitor(ema, vae, tokenizer, device)}")
+        if save_every and step % save_every == 0:
+            save_checkpoint(out, ema, vae, {**metadata, "steps_done": str(step)})
+            log(f"saved {out} at step {step}")
+    metadata["steps_done"] = str(step)
+    return ema
+
+
+# --- command line --------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[Settings, argparse.Namespace]:
+    defaults = Settings()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    for name, value in asdict(defaults).items():
+        parser.add_argument("--" + name.replace("_", "-"), type=type(value), default=value)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="checkpoint to write")
+    parser.add_argument("--vae-in", type=Path, default=None, help="reuse a trained VAE (.pt from --vae-out)")
+    parser.add_argument("--init-from", type=Path, default=None,
+                        help="continue from a demo checkpoint (.safetensors): its VAE is kept, UNet and text encoder train on")
+    parser.add_argument("--vae-out", type=Path, default=None, help="also save the normalised VAE here (.pt)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, or auto")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--workers", type=int, default=1, help="processes drawing the scene pool")
+    parser.add_argument("--save-every", type=int, default=500, help="write the checkpoint every N steps (0: end only)")
+    parser.add_argument("--monitor-every", type=int, default=0, help="sample and score every N steps (0: never)")
+    parser.add_argument("--monitor-count", type=int, default=54, help="prompts the final monitor scores")
+    parser.add_argument("--pool-file", type=Path, default=None,
+                        help="cache of the drawn pool (.npz): read when present, else written")
+    args = parser.parse_args(argv)
+    settings = Settings(**{name: getattr(args, name) for name in asdict(defaults)})
+    return settings, args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    settings, args = parse_args(argv)
+    wall_start = time.time()
+    torch.set_num_threads(args.threads)
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    torch.manual_seed(settings.seed)
+    log(f"settings {asdict(settings)} on {device}")
+
+    pool_images, captions, pool_tokens = load_or_render_pool(settings, args.workers, args.pool_file)
+    images = torch.from_numpy(pool_images).to(device)
+    tokens = torch.from_numpy(pool_tokens).to(device)
+    log(f"pool of {len(pool_tokens)} scenes ready ({time.time() - wall_start:.0f} s)")
+    report: dict = {"settings": asdict(settings), "device": str(device)}
+
+    initial = read_checkpoint(args.init_from) if args.init_from is not None else None
+    if initial is not None:
+        vae = AutoencoderKL(DEMO_VAE)
+        vae.load_state_dict(initial["vae"])
+        vae = vae.to(device).eval()
+        log(f"continuing from {args.init_from}")
+    elif args.vae_in is not None:
+        vae = AutoencoderKL(DEMO_VAE)
+        vae.load_state_dict(torch.load(args.vae_in, map_location="cpu", weights_only=True))
+        vae = vae.to(device).eval()
+        log(f"reusing VAE {args.vae_in}")
+    else:
+        phase = time.time()
+        vae = train_vae(settings, images, device)
+        report["latents"] = normalise_latents(vae, images)
+        report["vae_seconds"] = round(time.time() - phase, 1)
+        if args.vae_out is not None:
+            args.vae_out.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(vae.state_dict(), args.vae_out)
+    vae.requires_grad_(False)
+    report["vae_ceiling"] = vae_ceiling(vae, device)
+    log(f"VAE reconstructions of the evaluation scenes score {report['vae_ceiling']}")
+
+    metadata = {"kiln_demo": json.dumps({"settings": asdict(settings)}), "format": "pt"}
+    phase = time.time()
+    ema = train_diffusion(settings, vae, images, tokens, device, args.out, metadata, args.save_every,
+                          args.monitor_every, initial)
+    report["diffusion_seconds"] = round(time.time() - phase, 1)
+    report["steps_done"] = int(metadata["steps_done"])
+    if args.monitor_every:
+        report["monitor"] = monitor(ema, vae, CLIPTokenizer(), device, count=args.monitor_count)
+        log(f"final monitor: {report['monitor']}")
+    save_checkpoint(args.out, ema, vae, metadata)
+    report["wall_seconds"] = round(time.time() - wall_start, 1)
+    report["checkpoint_bytes"] = args.out.stat().st_size
+    log(f"wrote {args.out} ({report['checkpoint_bytes'] / 1e6:.1f} MB); wall time {report['wall_seconds']} s")
+    print(json.dumps(report), flush=True)
+    return report
+
+
+if __name__ == "__main__":
+    main()
