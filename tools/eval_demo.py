@@ -74,15 +74,17 @@ def run_node(classes: dict[str, type], class_type: str, **inputs: Any) -> tuple:
 
 
 @contextmanager
-def node_context(models_root: Path, cpu: bool) -> Iterator[None]:
-    """A node context with Kiln's folders (rooted at ``models_root``'s parent) and a device manager."""
-    from diffusion.devices import DeviceManager
+def node_context(models_root: Path, cpu: bool, cpu_precision: str = "auto") -> Iterator[None]:
+    """A node context with Kiln's folders (rooted at ``models_root``'s parent) and a device manager
+    computing on the CPU in the server's precision (``auto``: bf16 where the CPU is fast at it)."""
+    from diffusion.devices import DeviceManager, cpu_compute_dtype
     from engine.context import InterruptFlag, NodeContext, ProgressReporter, use_context
     from engine.folders import ModelFolders
 
     interrupt = InterruptFlag()
     folders = ModelFolders(models_root.parent, models_dir=models_root, wipe_temp=False)
-    resources = {"folders": folders, "devices": DeviceManager(cpu=cpu), "options": {}}
+    devices = DeviceManager(cpu=cpu, cpu_dtype=cpu_compute_dtype(cpu_precision))
+    resources = {"folders": folders, "devices": devices, "options": {}}
     context = NodeContext("eval-demo", "1", "1", ProgressReporter(lambda *args: None, interrupt), interrupt, resources)
     with use_context(context):
         yield
@@ -166,6 +168,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--cpu", action="store_true", help="run on the CPU even when a GPU is present")
+    parser.add_argument("--cpu-precision", choices=["auto", "bf16", "fp32"], default="auto",
+                        help="CPU compute dtype, as the server's --cpu-bf16/--cpu-fp32 (default: the server's auto)")
     args = parser.parse_args(argv)
     os.environ.setdefault("TQDM_DISABLE", "1")
 
@@ -178,7 +182,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if not args.sweep and not args.no_cfg1 and chosen.cfg != 1.0:
         runs.append(SamplerSettings(chosen.steps, 1.0, chosen.sampler_name, chosen.scheduler))
     results = []
-    with node_context(args.models_dir, args.cpu):
+    with node_context(args.models_dir, args.cpu, args.cpu_precision):
         started = time.perf_counter()
         workflow = DemoWorkflow(args.checkpoint)
         print(f"loaded {args.checkpoint} in {time.perf_counter() - started:.2f} s", flush=True)
