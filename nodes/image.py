@@ -21,23 +21,6 @@ CROP_METHODS = ("disabled", "center")
 BLEND_MODES = ("normal", "multiply", "screen", "overlay", "soft_light", "difference")
 
 
-def center_crop_to_aspect(samples: torch.Tensor, width: int, height: int) -> torch.Tensor:
-    """Crop the last two dims of ``samples`` symmetrically to the aspect ratio ``width/height``.
-
-    Matches ComfyUI's ``common_upscale(crop="center")``: the cut per side is rounded, so a crop
-    of an odd number of pixels loses the same amount on both sides.
-    """
-    old_height, old_width = samples.shape[-2], samples.shape[-1]
-    old_aspect = old_width / old_height
-    new_aspect = width / height
-    x = y = 0
-    if old_aspect > new_aspect:
-        x = round((old_width - old_width * (new_aspect / old_aspect)) / 2)
-    elif old_aspect < new_aspect:
-        y = round((old_height - old_height * (old_aspect / new_aspect)) / 2)
-    return samples.narrow(-2, y, old_height - 2 * y).narrow(-1, x, old_width - 2 * x)
-
-
 def lanczos_resize(samples: torch.Tensor, width: int, height: int) -> torch.Tensor:
     """Resize NCHW ``samples`` with Pillow's Lanczos filter, band by band.
 
@@ -69,6 +52,8 @@ def scale_nchw(samples: torch.Tensor, width: int, height: int, method: str, crop
     through Pillow); ``crop="center"`` first crops to the target aspect ratio.
     """
     import torch.nn.functional as F
+
+    from diffusion.latent_ops import center_crop_to_aspect
 
     if method not in UPSCALE_METHODS:
         raise ValueError(f"unknown upscale method {method!r}; expected one of {', '.join(UPSCALE_METHODS)}")

@@ -17,9 +17,8 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
-from diffusion.models.attention import SpatialTransformer
 from diffusion.models.layers import Linear, conv1x1, conv3x3
-from diffusion.models.unet import Downsample, ResBlock, TimestepSequential, UNetConfig, timestep_embedding
+from diffusion.models.unet import UNetConfig, encoder_blocks, timestep_embedding
 
 HINT_STRIDED_CONVS = (4, 8, 12)  # indices in input_hint_block of the stride-2 convolutions
 
@@ -62,32 +61,9 @@ class ControlNetModel(nn.Module):
             hint_layers.append(conv3x3(c_in, c_out, stride=stride))
         self.input_hint_block = nn.Sequential(*hint_layers)
 
-        def transformer(channels: int, depth: int) -> SpatialTransformer:
-            heads, dim_head = config.heads(channels)
-            return SpatialTransformer(channels, heads, dim_head, depth, config.context_dim,
-                                      config.use_linear_in_transformer)
-
-        self.input_blocks = nn.ModuleList([TimestepSequential(conv3x3(config.in_channels, mc))])
-        self.zero_convs = nn.ModuleList([nn.Sequential(conv1x1(mc, mc))])
-        ch = mc
-        levels = len(config.channel_mult)
-        for level, mult in enumerate(config.channel_mult):
-            for _ in range(config.num_res_blocks):
-                layers: list[nn.Module] = [ResBlock(ch, emb_dim, mult * mc)]
-                ch = mult * mc
-                if config.transformer_depth[level] > 0:
-                    layers.append(transformer(ch, config.transformer_depth[level]))
-                self.input_blocks.append(TimestepSequential(*layers))
-                self.zero_convs.append(nn.Sequential(conv1x1(ch, ch)))
-            if level != levels - 1:
-                self.input_blocks.append(TimestepSequential(Downsample(ch)))
-                self.zero_convs.append(nn.Sequential(conv1x1(ch, ch)))
-
-        middle: list[nn.Module] = [ResBlock(ch, emb_dim, ch)]
-        if config.transformer_depth_middle > 0:
-            middle.append(transformer(ch, config.transformer_depth_middle))
-        middle.append(ResBlock(ch, emb_dim, ch))
-        self.middle_block = TimestepSequential(*middle)
+        self.input_blocks, self.middle_block, channels = encoder_blocks(config)
+        self.zero_convs = nn.ModuleList(nn.Sequential(conv1x1(ch, ch)) for ch in channels)
+        ch = channels[-1]
         self.middle_block_out = nn.Sequential(conv1x1(ch, ch))
 
     def forward(self, x: Tensor, hint: Tensor, timesteps: Tensor, context: Tensor | None,

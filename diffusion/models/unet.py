@@ -143,6 +143,46 @@ def _apply_control(h: Tensor, control: dict[str, list[Tensor | None]] | None, na
     return h if residual is None else h + residual.to(h)
 
 
+def spatial_transformer(config: UNetConfig, channels: int, depth: int) -> SpatialTransformer:
+    """A cross-attention block of `depth` layers with the family's head rule (`config.heads`)."""
+    heads, dim_head = config.heads(channels)
+    return SpatialTransformer(channels, heads, dim_head, depth, config.context_dim, config.use_linear_in_transformer)
+
+
+def encoder_blocks(config: UNetConfig) -> tuple[nn.ModuleList, TimestepSequential, list[int]]:
+    """The UNet's encoder half: `input_blocks` and `middle_block` (original ldm keys).
+
+    Shared by the UNet and ControlNet (whose trainable copy has exactly these blocks).
+
+    Returns:
+        The input blocks, the middle block, and the output channels of each input block (the
+        UNet's skip connections, ControlNet's zero convolutions).
+    """
+    mc = config.model_channels
+    emb_dim = mc * 4
+    input_blocks = nn.ModuleList([TimestepSequential(conv3x3(config.in_channels, mc))])
+    channels = [mc]
+    ch = mc
+    levels = len(config.channel_mult)
+    for level, mult in enumerate(config.channel_mult):
+        for _ in range(config.num_res_blocks):
+            layers: list[nn.Module] = [ResBlock(ch, emb_dim, mult * mc)]
+            ch = mult * mc
+            if config.transformer_depth[level] > 0:
+                layers.append(spatial_transformer(config, ch, config.transformer_depth[level]))
+            input_blocks.append(TimestepSequential(*layers))
+            channels.append(ch)
+        if level != levels - 1:
+            input_blocks.append(TimestepSequential(Downsample(ch)))
+            channels.append(ch)
+
+    middle: list[nn.Module] = [ResBlock(ch, emb_dim, ch)]
+    if config.transformer_depth_middle > 0:
+        middle.append(spatial_transformer(config, ch, config.transformer_depth_middle))
+    middle.append(ResBlock(ch, emb_dim, ch))
+    return input_blocks, TimestepSequential(*middle), channels
+
+
 class UNetModel(nn.Module):
     """Predicts noise (or v) for a latent, given the timestep and the text context."""
 
@@ -156,32 +196,8 @@ class UNetModel(nn.Module):
             self.label_emb = nn.Sequential(nn.Sequential(
                 Linear(config.adm_in_channels, emb_dim), nn.SiLU(), Linear(emb_dim, emb_dim)))
 
-        def transformer(channels: int, depth: int) -> SpatialTransformer:
-            heads, dim_head = config.heads(channels)
-            return SpatialTransformer(channels, heads, dim_head, depth, config.context_dim,
-                                      config.use_linear_in_transformer)
-
-        self.input_blocks = nn.ModuleList([TimestepSequential(conv3x3(config.in_channels, mc))])
-        skip_channels = [mc]
-        ch = mc
-        levels = len(config.channel_mult)
-        for level, mult in enumerate(config.channel_mult):
-            for _ in range(config.num_res_blocks):
-                layers: list[nn.Module] = [ResBlock(ch, emb_dim, mult * mc)]
-                ch = mult * mc
-                if config.transformer_depth[level] > 0:
-                    layers.append(transformer(ch, config.transformer_depth[level]))
-                self.input_blocks.append(TimestepSequential(*layers))
-                skip_channels.append(ch)
-            if level != levels - 1:
-                self.input_blocks.append(TimestepSequential(Downsample(ch)))
-                skip_channels.append(ch)
-
-        middle: list[nn.Module] = [ResBlock(ch, emb_dim, ch)]
-        if config.transformer_depth_middle > 0:
-            middle.append(transformer(ch, config.transformer_depth_middle))
-        middle.append(ResBlock(ch, emb_dim, ch))
-        self.middle_block = TimestepSequential(*middle)
+        self.input_blocks, self.middle_block, skip_channels = encoder_blocks(config)
+        ch = skip_channels[-1]
 
         self.output_blocks = nn.ModuleList()
         for level, mult in reversed(list(enumerate(config.channel_mult))):
@@ -189,7 +205,7 @@ class UNetModel(nn.Module):
                 layers = [ResBlock(ch + skip_channels.pop(), emb_dim, mc * mult)]
                 ch = mc * mult
                 if config.transformer_depth[level] > 0:
-                    layers.append(transformer(ch, config.transformer_depth[level]))
+                    layers.append(spatial_transformer(config, ch, config.transformer_depth[level]))
                 if level and index == config.num_res_blocks:
                     layers.append(Upsample(ch))
                 self.output_blocks.append(TimestepSequential(*layers))
