@@ -123,13 +123,13 @@ async ([scenario, frames]) => {
     else if (scenario === "zoom") camera.zoomAt(frame % 40 < 20 ? 0.93 : 1 / 0.93, centre);
     else camera.panBy(frame % 2 ? 1 : -1, 0);
     renderer.markDirty();
-    const before = renderer.frameTimes.length;
+    const before = renderer.drawCount;
     await new Promise(requestAnimationFrame);
     await new Promise(requestAnimationFrame);
     const now = performance.now();
     intervals.push((now - last) / 2);
     last = now;
-    if (renderer.frameTimes.length > before) draws.push(renderer.frameTimes[renderer.frameTimes.length - 1]);
+    if (renderer.drawCount > before) draws.push(renderer.frameTimes[renderer.frameTimes.length - 1]);
   }
   return { draws, intervals, scale: camera.scale };
 }
@@ -137,6 +137,8 @@ async ([scenario, frames]) => {
 
 
 def summarise(values: list[float]) -> str:
+    if not values:
+        return "no frames drawn"
     ordered = sorted(values)
     p95 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
     return f"mean {statistics.fmean(values):6.2f} ms, p95 {p95:6.2f} ms"

@@ -27,7 +27,8 @@ export class Renderer {
     this.ctx = canvas.getContext("2d");
     this.getScene = getScene;
     this.dirty = true;
-    this.frameTimes = [];
+    this.frameTimes = []; // the last 600 draw durations (ms)
+    this.drawCount = 0; // draws since start: frameTimes' length stops growing once it is full
     this.onAfterDraw = null;
     this.gridTile = null;
     this.gridTheme = null;
@@ -100,6 +101,7 @@ export class Renderer {
     ctx.restore();
     this.frameTimes.push(performance.now() - started);
     if (this.frameTimes.length > 600) this.frameTimes.shift();
+    this.drawCount += 1;
     this.onAfterDraw?.(scene, width, height);
   }
 
