@@ -1,12 +1,16 @@
 """Model upscaling nodes: UpscaleModelLoader and ImageUpscaleWithModel (ComfyUI's comfy_extras/nodes_upscale_model.py).
 
-The networks and the tiled running live in `diffusion.upscale`; progress is reported per tile.
+The networks and the tiled running live in `diffusion.upscale`: spandrel loads the file where it
+imports (it needs torchvision), Kiln's own code loads ESRGAN and SRVGGNetCompact files where it
+does not, and other architectures are refused with a message that says they need spandrel.
+Progress is reported per tile.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from diffusion.upscale.architectures import LOADER_DESCRIPTION
 from nodes import runtime
 from nodes.loaders import device_manager, model_file
 
@@ -15,13 +19,14 @@ class UpscaleModelLoader:
     RETURN_TYPES = ("UPSCALE_MODEL",)
     FUNCTION = "load_model"
     CATEGORY = "loaders"
+    DESCRIPTION = LOADER_DESCRIPTION
 
     @classmethod
     def INPUT_TYPES(cls) -> dict:
         return {"required": {"model_name": (runtime.folders().list_files("upscale_models"),)}}
 
     def load_model(self, model_name: str) -> tuple:
-        from diffusion.upscale import load_upscale_model
+        from diffusion.upscale.model import load_upscale_model
 
         return (load_upscale_model(model_file("upscale_models", model_name)),)
 
@@ -36,7 +41,7 @@ class ImageUpscaleWithModel:
         return {"required": {"upscale_model": ("UPSCALE_MODEL",), "image": ("IMAGE",)}}
 
     def upscale(self, upscale_model: Any, image: Any) -> tuple:
-        from diffusion.upscale import upscale_image
+        from diffusion.upscale.model import upscale_image
 
         return (upscale_image(upscale_model, image, device_manager(), progress=runtime.progress),)
 

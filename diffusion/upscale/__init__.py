@@ -1,5 +1,7 @@
-"""Super-resolution models for ImageUpscaleWithModel: ESRGAN RRDBNet, SRVGGNetCompact, tiled running."""
+"""Super-resolution models for ImageUpscaleWithModel: spandrel where it imports, else ESRGAN RRDBNet and
+SRVGGNetCompact with Kiln's own code; tiled running.
 
-from diffusion.upscale.model import UpscaleModel, load_upscale_model, tiled_upscale, upscale_image
-
-__all__ = ["UpscaleModel", "load_upscale_model", "tiled_upscale", "upscale_image"]
+Modules: `architectures` (torch-free names and messages), `model` (the UPSCALE_MODEL value,
+loading, tiled upscaling), `rrdbnet`, `srvgg`. Import the submodules directly; this package imports
+nothing so that `architectures` stays torch-free.
+"""

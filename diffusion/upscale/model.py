@@ -1,9 +1,12 @@
 """The UPSCALE_MODEL value: loading a super-resolution network and running it tile by tile.
 
-Files are recognised from their tensor names and shapes: ESRGAN/Real-ESRGAN RRDBNets (BasicSR
-keys, or the original ESRGAN `model.N` keys as 4x-UltraSharp has them) and the compact
-SRVGGNet. When the `spandrel` package imports (it needs torchvision), it is tried first for
-the many other architectures it knows.
+Where the `spandrel` package imports (it imports torchvision, which GPU installs have), spandrel
+loads the file: it knows some forty architectures, and its model call pads each tile to the
+network's size requirements. Where it does not import (PyPI's torchvision does not import beside
+a CPU build of torch), Kiln's own code loads the two commonest families, recognised from their
+tensor names and shapes: ESRGAN/Real-ESRGAN RRDBNets (BasicSR keys, or the original ESRGAN
+`model.N` keys as 4x-UltraSharp has them) and the compact SRVGGNet; a file of any other
+architecture is refused with a message that names the file and says it needs spandrel.
 
 Upscaling runs on overlapping tiles (default 512 px, 32 px overlap, as ComfyUI's
 ImageUpscaleWithModel) whose overlaps are blended with a linear feather; when the device runs
@@ -15,11 +18,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from diffusion.upscale.architectures import needs_spandrel_message
 from diffusion.upscale.rrdbnet import convert_old_esrgan, is_old_esrgan, rrdbnet_from_state_dict
 from diffusion.upscale.srvgg import is_srvgg, srvgg_from_state_dict
 from diffusion.vae_model import feather, tile_starts
@@ -33,21 +38,31 @@ class UpscaleModel:
     """A super-resolution network and its scale.
 
     Attributes:
-        model: maps `[B, C, H, W]` in 0..1 to `[B, C, H·scale, W·scale]`.
+        model: the network's module (what the device manager moves).
         scale: the integer upscaling factor.
-        architecture: "RRDBNet", "SRVGGNetCompact" or spandrel's name.
+        architecture: "RRDBNet", "SRVGGNetCompact" or spandrel's name ("ESRGAN", "SPAN", ...).
+        loader: "kiln" (Kiln's own network) or "spandrel".
+        tiled: False for networks that tile internally (spandrel's `ModelTiling.INTERNAL`).
     """
 
-    def __init__(self, model: nn.Module, scale: int, architecture: str):
+    def __init__(self, model: nn.Module, scale: int, architecture: str, loader: str = "kiln",
+                 forward: Callable[[Tensor], Tensor] | None = None, tiled: bool = True):
         self.model = model
         self.scale = int(scale)
         self.architecture = architecture
+        self.loader = loader
+        self.tiled = tiled
+        self._forward = forward if forward is not None else model
+
+    def __call__(self, pixels: Tensor) -> Tensor:
+        """One tile `[1, C, h, w]` in 0..1 (the model's device and dtype) -> `[1, C, h·s, w·s]`."""
+        return self._forward(pixels)
 
     def torch_modules(self) -> list[nn.Module]:
         return [self.model]
 
     def __repr__(self) -> str:
-        return f"UpscaleModel({self.architecture}, x{self.scale})"
+        return f"UpscaleModel({self.architecture}, x{self.scale}, {self.loader})"
 
 
 def _strip_prefix(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -58,9 +73,56 @@ def _strip_prefix(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
     return state
 
 
+def import_spandrel() -> tuple[ModuleType | None, str]:
+    """The spandrel module where it imports, else None and why it does not ("" when it does)."""
+    try:
+        import spandrel
+    except Exception as error:  # not installed, or torchvision missing or built for another torch
+        return None, f"{type(error).__name__}: {error}"
+    return spandrel, ""
+
+
 def upscale_model_from_state_dict(state_dict: Mapping[str, Tensor], source: Path | str = "<state dict>") -> UpscaleModel:
-    """Detect the architecture of a state dict and build the network (eval mode, no gradients)."""
+    """Build the network of a state dict (eval mode, no gradients): spandrel first, else Kiln's own.
+
+    Raises:
+        ValueError: neither loads it; the message names `source` and, when spandrel does not
+            import, the architecture the file looks like and that it needs spandrel.
+    """
     state = _strip_prefix(state_dict)
+    spandrel, why_unavailable = import_spandrel()
+    spandrel_error: Exception | None = None
+    if spandrel is not None:
+        try:
+            descriptor = spandrel.ModelLoader().load_from_state_dict(dict(state))
+        except spandrel.UnsupportedModelError as error:
+            spandrel_error = error
+        except Exception as error:  # a recognised file that spandrel could not build: try Kiln's own
+            log.warning("%s: spandrel could not load it (%s); trying Kiln's built-in upscalers", source, error)
+            spandrel_error = error
+        else:
+            return _from_spandrel(spandrel, descriptor, source)
+    builtin = builtin_upscale_model(state)
+    if builtin is not None:
+        return builtin
+    if spandrel is None:
+        raise ValueError(needs_spandrel_message(str(source), state, why_unavailable))
+    raise ValueError(f"{source}: neither spandrel nor Kiln's built-in upscalers load this file "
+                     f"(spandrel: {spandrel_error})")
+
+
+def _from_spandrel(spandrel: ModuleType, descriptor: Any, source: Path | str) -> UpscaleModel:
+    if not isinstance(descriptor, spandrel.ImageModelDescriptor):
+        raise ValueError(f"{source}: a {descriptor.architecture.name} {descriptor.purpose} model, "
+                         f"not a single-image upscale model")
+    descriptor.model.eval().requires_grad_(False)
+    return UpscaleModel(descriptor.model, descriptor.scale, descriptor.architecture.name, loader="spandrel",
+                        forward=descriptor, tiled=descriptor.tiling != spandrel.ModelTiling.INTERNAL)
+
+
+def builtin_upscale_model(state_dict: Mapping[str, Tensor]) -> UpscaleModel | None:
+    """An ESRGAN RRDBNet or SRVGGNetCompact built by Kiln's own code, or None for other architectures."""
+    state = dict(state_dict)
     if is_old_esrgan(state):
         state = convert_old_esrgan(state)
     if "conv_first.weight" in state and "body.0.rdb1.conv1.weight" in state:
@@ -70,20 +132,8 @@ def upscale_model_from_state_dict(state_dict: Mapping[str, Tensor], source: Path
         model = srvgg_from_state_dict(state)
         name = "SRVGGNetCompact"
     else:
-        spandrel_model = _spandrel(state)
-        if spandrel_model is None:
-            raise ValueError(f"{source}: not an upscale model Kiln recognises (ESRGAN/RRDBNet or SRVGGNetCompact)")
-        return spandrel_model
-    return UpscaleModel(model.eval().requires_grad_(False), model.scale, name)
-
-
-def _spandrel(state: dict[str, Tensor]) -> UpscaleModel | None:
-    try:
-        from spandrel import ModelLoader
-    except Exception:  # not installed, or torchvision missing/broken beside this torch
         return None
-    descriptor = ModelLoader().load_from_state_dict(state)
-    return UpscaleModel(descriptor.model.eval().requires_grad_(False), descriptor.scale, descriptor.architecture.name)
+    return UpscaleModel(model.eval().requires_grad_(False), model.scale, name)
 
 
 def load_upscale_model(path: str | Path) -> UpscaleModel:
@@ -138,17 +188,19 @@ def upscale_image(upscale_model: UpscaleModel, image: Tensor, devices: Any, tile
                   progress: Callable[[int, int], None] | None = None) -> Tensor:
     """IMAGE `[B, H, W, C]` -> IMAGE `[B, H·s, W·s, C]` clamped to 0..1 (ImageUpscaleWithModel).
 
-    Halves the tile size after an out-of-memory error, down to 128 px.
+    Models that tile internally get the whole image. Halves the tile size after an out-of-memory
+    error, down to 128 px.
     """
     devices.load(upscale_model)
     device = devices.device
-    model = upscale_model.model
-    dtype = next(model.parameters()).dtype
+    dtype = next(upscale_model.model.parameters()).dtype
     pixels = image.movedim(-1, 1).float()
+    if not upscale_model.tiled:
+        tile = max(tile, *pixels.shape[-2:])
 
     def run(tile_pixels: Tensor) -> Tensor:
         with devices.inference():
-            return model(tile_pixels.to(device, dtype))
+            return upscale_model(tile_pixels.to(device, dtype))
 
     while True:
         try:

@@ -1,11 +1,15 @@
-"""Upscale models load from their key layouts and compute what ESRGAN's and Real-ESRGAN's papers define.
+"""Kiln's own upscalers (the path where spandrel does not import) load from their key layouts and
+compute what ESRGAN's and Real-ESRGAN's papers define.
 
 References are functional re-statements written here with `F.conv2d` over the raw state dict
 (RRDB: dense blocks with 0.2 residual scaling; SRVGG: convs + PReLU, pixel shuffle plus nearest
-upsampling), independent of the module code.
+upsampling), independent of the module code. spandrel is kept from importing here, as on a machine
+without torchvision; `test_upscale_spandrel.py` tests the other path.
 """
 
 from __future__ import annotations
+
+import sys
 
 import pytest
 import torch
@@ -13,10 +17,14 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from diffusion.devices import DeviceManager
-from diffusion.upscale import load_upscale_model, tiled_upscale, upscale_image
-from diffusion.upscale.model import upscale_model_from_state_dict
+from diffusion.upscale.model import load_upscale_model, tiled_upscale, upscale_image, upscale_model_from_state_dict
 from diffusion.upscale.rrdbnet import RRDBNet
 from diffusion.upscale.srvgg import SRVGGNetCompact
+
+
+@pytest.fixture(autouse=True)
+def without_spandrel(monkeypatch):
+    monkeypatch.setitem(sys.modules, "spandrel", None)
 
 
 def random_state(module: torch.nn.Module, seed: int) -> dict[str, torch.Tensor]:
@@ -120,5 +128,6 @@ def test_node_path_from_file_clamps_and_keeps_layout(tmp_path):
 def test_unknown_file_is_refused_with_its_name(tmp_path):
     path = tmp_path / "mystery.safetensors"
     save_file({"foo.weight": torch.zeros(2, 2)}, str(path))
-    with pytest.raises(ValueError, match="mystery.safetensors"):
+    with pytest.raises(ValueError, match="mystery.safetensors: is not an ESRGAN or SRVGGNetCompact model") as refused:
         load_upscale_model(path)
+    assert "need the spandrel package" in str(refused.value)
