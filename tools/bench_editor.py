@@ -5,9 +5,11 @@
 Generates UI workflows (version 0.4) of N nodes laid out on a grid, each linked to its left
 and upper neighbours (so about 2N links), opens each in the editor served by a fresh
 ``server.py``, and measures frames while panning at 100 % zoom, while zooming in and out
-around the cursor, and with the whole graph in view (fit, the most drawing). Two numbers per
-scenario: the time of ``Renderer.draw`` itself (the editor's render, measured in the page
-with ``performance.now()``) and the interval between ``requestAnimationFrame`` callbacks (what
+around the cursor, and with the whole graph in view (fit, the most drawing). Three numbers per
+scenario: the time of ``Renderer.draw`` itself (the editor's render calls, measured in the page
+with ``performance.now()``); the same frames drawn and then rasterised (``getImageData`` of one
+pixel waits for Chromium's deferred 2D canvas to paint what was recorded, so this is the whole
+cost of a frame on the CPU); and the interval between ``requestAnimationFrame`` callbacks (what
 a user sees as frame rate; headless Chromium without a GPU rasterises on the CPU, so this is a
 pessimistic bound on a desktop).
 """
@@ -131,7 +133,21 @@ async ([scenario, frames]) => {
     last = now;
     if (renderer.drawCount > before) draws.push(renderer.frameTimes[renderer.frameTimes.length - 1]);
   }
-  return { draws, intervals, scale: camera.scale };
+  // The same motion again, each frame drawn and rasterised synchronously.
+  if (scenario === "fit") app.fitView(); else { camera.scale = 1; camera.offset = [0, 0]; }
+  renderer.stop();
+  const rasterised = [];
+  for (let frame = 0; frame < frames; frame++) {
+    if (scenario === "pan") camera.panBy(-9, -5);
+    else if (scenario === "zoom") camera.zoomAt(frame % 40 < 20 ? 0.93 : 1 / 0.93, centre);
+    else camera.panBy(frame % 2 ? 1 : -1, 0);
+    const started = performance.now();
+    renderer.draw();
+    renderer.ctx.getImageData(0, 0, 1, 1);
+    rasterised.push(performance.now() - started);
+  }
+  renderer.start();
+  return { draws, rasterised, intervals, scale: camera.scale };
 }
 """
 
@@ -167,6 +183,7 @@ def main() -> None:
                     for scenario in ("pan", "zoom", "fit"):
                         result = page.evaluate(MEASURE_JS, [scenario, args.frames])
                         print(f"  {scenario:5s} (scale {result['scale']:.2f}): draw {summarise(result['draws'])}; "
+                              f"draw+raster {summarise(result['rasterised'])}; "
                               f"frame interval {summarise(result['intervals'])}")
                 browser.close()
         finally:

@@ -13,6 +13,7 @@ import { hitTest } from "./interaction/hittest.js";
 import { bindShortcuts } from "./interaction/keys.js";
 import { PointerController, selectedNodeIds } from "./interaction/pointer.js";
 import { parseObjectInfo } from "./model/nodedefs.js";
+import { Breadcrumb } from "./panels/breadcrumb.js";
 import { canvasUi } from "./panels/canvas_ui.js";
 import { h } from "./panels/dom.js";
 import { helpBody } from "./panels/help.js";
@@ -88,17 +89,22 @@ export class KilnApp {
 
   async refreshDefs() {
     this.objectInfo = await this.api.objectInfo();
-    const parsed = parseObjectInfo(this.objectInfo);
+    this.reparseDefs();
+  }
+
+  /** Node definitions from the last `/object_info`, with the widgets extensions registered. */
+  reparseDefs() {
+    const parsed = parseObjectInfo(this.objectInfo, { customWidget: (node, input, spec) => this.extensions.customWidget(node, input, spec) });
     this.defs.clear();
     for (const [name, def] of parsed) this.defs.set(name, def);
-    for (const editor of this.editors) editor.graph.defs = this.defs;
+    for (const editor of this.editors) editor.rootGraph.defs = this.defs;
     this.library?.render();
     this.markDirty();
   }
 
   scene() {
     const editor = this.editor;
-    return { graph: editor?.graph, camera: editor?.camera, selection: editor?.selection ?? new Set(), status: editor?.status ?? new Map(), interaction: editor?.interaction ?? {}, theme: this.theme };
+    return { graph: editor?.graph, camera: editor?.camera, selection: editor?.selection ?? new Set(), status: editor?.viewStatus ?? new Map(), interaction: editor?.interaction ?? {}, theme: this.theme };
   }
 
   markDirty() {
@@ -151,7 +157,8 @@ export class KilnApp {
     this.minimapCanvas = h("canvas", { class: "minimap", width: 200, height: 140 });
     this.libraryElement = h("aside", { class: "side library", "data-testid": "library" });
     this.queueElement = h("aside", { class: "side queue hidden", "data-testid": "queue-panel" });
-    const main = h("main", { class: "workspace" }, this.libraryElement, h("div", { class: "canvas-wrap" }, this.canvas, this.minimapCanvas), this.queueElement);
+    this.breadcrumb = new Breadcrumb((depth) => this.exitSubgraph(depth));
+    const main = h("main", { class: "workspace" }, this.libraryElement, h("div", { class: "canvas-wrap" }, this.canvas, this.breadcrumb.element, this.minimapCanvas), this.queueElement);
     this.root.replaceChildren(bar, main);
     this.library = new LibraryPanel(this.libraryElement, this);
     this.queuePanel = new QueuePanel(this.queueElement, this);
@@ -200,7 +207,9 @@ export class KilnApp {
       delete: editorAction(commands.deleteSelection),
       fit: () => this.fitView(),
       refresh: () => this.refreshDefs().then(() => this.overlays.toast("Node definitions refreshed", "info", 1500)),
-      escape: () => this.ui.closeTransient(),
+      escape: () => {
+        if (!this.ui.closeTransient() && this.editor.depth > 0) this.exitSubgraph();
+      },
     };
   }
 
@@ -260,6 +269,29 @@ export class KilnApp {
       editor.graph.removeGroups(editor.graph.groups().map((group) => group.id));
     });
     this.markDirty();
+  }
+
+  /** Show the inside of subgraph instance `nodeId` (of the shown level). */
+  openSubgraph(nodeId) {
+    const editor = this.editor;
+    if (!editor.enterSubgraph(nodeId)) return false;
+    this.ui.closeTransient();
+    if (editor.level.fresh) {
+      editor.level.fresh = false;
+      this.fitView();
+    }
+    this.breadcrumb.show(editor);
+    this.markDirty();
+    return true;
+  }
+
+  /** Go back to level `depth` of the tab (0: the workflow); one level up by default. */
+  exitSubgraph(depth) {
+    const editor = this.editor;
+    if (!editor.exitTo(depth)) return false;
+    this.breadcrumb.show(editor);
+    this.markDirty();
+    return true;
   }
 
   fitView() {
@@ -330,7 +362,7 @@ export class KilnApp {
   newTab(name = "Unsaved Workflow") {
     const editor = new Editor(this.defs, { name });
     let shownModified = false;
-    editor.graph.store.listen(() => {
+    editor.rootGraph.store.listen(() => {
       if (editor.modified !== shownModified) {
         shownModified = editor.modified;
         this.tabsChanged();
@@ -360,8 +392,8 @@ export class KilnApp {
     editor.path = path;
     if (!workflow.extra?.ds) this.fitView();
     this.showUploadThumbnails(editor);
-    const subgraphIds = new Set((workflow.definitions?.subgraphs ?? []).map((subgraph) => subgraph.id));
-    const missing = [...new Set(editor.graph.nodes().filter((node) => !this.defs.has(node.type) && !subgraphIds.has(node.type)).map((node) => node.type))];
+    this.breadcrumb.show(editor);
+    const missing = [...new Set(editor.graph.nodes().filter((node) => !this.defs.has(node.type) && !editor.graph.isSubgraphType(node.type)).map((node) => node.type))];
     if (missing.length) this.overlays.toast(`Unknown node types (shown in red): ${missing.join(", ")}`, "error", 8000);
     this.tabsChanged();
     this.markDirty();
@@ -371,6 +403,7 @@ export class KilnApp {
   activate(index) {
     this.activeIndex = Math.max(0, Math.min(index, this.editors.length - 1));
     this.ui.closeTransient();
+    this.breadcrumb.show(this.editor);
     this.tabsChanged();
     this.markDirty();
   }

@@ -79,7 +79,7 @@ export class Execution {
 
   /** Advance seeds etc. whose control_after_generate is not "fixed" (one undo step). */
   applyControls(editor) {
-    const { graph } = editor;
+    const graph = editor.rootGraph;
     graph.history.group(() => {
       for (const node of graph.nodes()) {
         const widgets = graph.widgets(node);

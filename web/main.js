@@ -27,7 +27,7 @@ window.kiln = {
   slotToPage(nodeId, isInput, index) {
     const editor = app.editor;
     const node = editor.graph.node(nodeId);
-    const layout = layoutNode(editor.graph, node, Boolean(editor.status.get(String(nodeId))?.images?.length));
+    const layout = layoutNode(editor.graph, node, Boolean(editor.viewStatus.get(String(nodeId))?.images?.length));
     return this.graphToPage(slotPosition(layout, isInput, index));
   },
   ready: app.start().then(() => true, (error) => {

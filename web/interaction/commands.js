@@ -4,8 +4,9 @@
  * selection, fit view. Shared by the keyboard, the context menu and the menu bar.
  */
 import { MODE } from "../model/graph.js";
+import { addReroute, removeReroutes } from "../model/reroutes.js";
 import { nodeBounds } from "../view/layout.js";
-import { selectedNodeIds } from "./pointer.js";
+import { selectedNodeIds, selectedRerouteIds } from "./pointer.js";
 
 const CLIPBOARD_KEY = "kiln.clipboard";
 const PASTE_OFFSET = 30;
@@ -13,10 +14,23 @@ const PASTE_OFFSET = 30;
 export function deleteSelection(editor) {
   const { graph } = editor;
   graph.history.group(() => {
+    removeReroutes(graph, selectedRerouteIds(editor));
     graph.removeNodes(selectedNodeIds(editor));
     graph.removeGroups([...editor.selection].filter((id) => id.startsWith("group:")));
   });
   editor.selection.clear();
+}
+
+/** A native reroute on segment `segment` of link `linkId` at graph point `at`, selected. */
+export function addRerouteOnLink(editor, linkId, segment, at) {
+  const id = editor.graph.history.group(() => addReroute(editor.graph, linkId, segment, at));
+  editor.selection.clear();
+  editor.selection.add(`reroute:${id}`);
+  return id;
+}
+
+export function deleteLink(editor, linkId) {
+  editor.graph.history.group(() => editor.graph.removeLink(linkId));
 }
 
 export function copySelection(editor, storage = localStorage) {

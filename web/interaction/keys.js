@@ -27,9 +27,10 @@ export const SHORTCUTS = [
   ["Backspace", "Delete selected nodes", "delete"],
   [".", "Fit the view to the graph", "fit"],
   ["R", "Refresh node definitions and combo lists from the server", "refresh"],
-  ["Escape", "Close dialogs", "escape"],
+  ["Escape", "Close dialogs; leave an open subgraph", "escape"],
   ["Space+drag", "Pan the canvas", null],
-  ["Double-click", "Search nodes to add", null],
+  ["Double-click", "Search nodes to add; on a subgraph's title, open it", null],
+  ["Alt+click on a link", "Add a reroute point (drag it, Delete removes it)", null],
   ["Wheel", "Zoom at the cursor", null],
   ["Pinch", "Zoom at the fingers (trackpad or touch)", null],
 ];

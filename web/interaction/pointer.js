@@ -4,13 +4,16 @@
  * pinches arrive as Ctrl+wheel; two touch pointers), select / shift-ctrl
  * toggle / box select (Ctrl or Shift drag on empty space), moving a selection as one undo
  * step (pinned nodes stay put), resizing, collapsing, link dragging (incompatible targets dimmed by the renderer;
- * dropping on empty canvas opens a type-filtered search), groups, and widget clicks.
+ * dropping on empty canvas opens a type-filtered search), groups, widget clicks, native
+ * reroutes (Alt+click on a link adds one; drag to move) and opening subgraph instances (their
+ * title's button or a double-click on the title).
  */
 import { rectContains, rectsOverlap } from "../view/camera.js";
 import { nodeBounds } from "../view/layout.js";
 import { isPinned } from "../model/graph.js";
 import { typesCompatible } from "../model/nodedefs.js";
-import { hitTest } from "./hittest.js";
+import { addReroute, moveReroutes } from "../model/reroutes.js";
+import { hitTest, linkNear } from "./hittest.js";
 import { widgetPointerDown } from "./widgets.js";
 
 const CLICK_SLOP = 4;
@@ -19,6 +22,7 @@ const WHEEL_LINE_ZOOM_RATE = 0.05;
 const PINCH_ZOOM_RATE = 0.01;
 const PINCH_MAX_STEP = 0.05;
 const GROUPED_DRAGS = ["move", "resize", "group-move", "group-resize"];
+const LEVEL_CHANGE_GRACE_MS = 500;
 
 export class PointerController {
   /**
@@ -32,6 +36,7 @@ export class PointerController {
     this.spaceHeld = false;
     this.lastGraphPoint = [0, 0];
     this.touches = new Map();
+    this.levelChangedAt = -Infinity;
     canvas.addEventListener("pointerdown", (event) => this.onDown(event));
     canvas.addEventListener("pointermove", (event) => this.onMove(event));
     canvas.addEventListener("pointerup", (event) => this.onUp(event));
@@ -80,7 +85,19 @@ export class PointerController {
     const editor = this.editor;
     const hit = hitTest(editor, point);
     const additive = event.shiftKey || event.ctrlKey || event.metaKey;
-    if (hit.kind === "empty") {
+    const linkHit = hit.kind === "empty" && event.altKey ? linkNear(editor, point) : null;
+    if (linkHit) {
+      editor.graph.history.begin();
+      const rerouteId = addReroute(editor.graph, linkHit.link.jsonId, linkHit.segment, point);
+      this.selectRecord(`reroute:${rerouteId}`, false);
+      this.drag = { kind: "move", last: point, moved: false };
+    } else if (hit.kind === "reroute") {
+      this.selectRecord(hit.reroute.id, additive);
+      editor.graph.history.begin();
+      this.drag = { kind: "move", last: point, moved: false };
+    } else if (hit.kind === "open-subgraph") {
+      if (this.app.openSubgraph(hit.node.jsonId)) this.levelChangedAt = performance.now();
+    } else if (hit.kind === "empty") {
       if (additive) this.drag = { kind: "box", start: point, additive: true };
       else {
         editor.selection.clear();
@@ -166,13 +183,18 @@ export class PointerController {
   }
 
   selectNode(node, additive) {
+    this.selectRecord(node.id, additive);
+  }
+
+  /** Select a record by store id (a node, a reroute): toggled when additive, else alone unless already selected. */
+  selectRecord(recordId, additive) {
     const { selection } = this.editor;
     if (additive) {
-      if (selection.has(node.id)) selection.delete(node.id);
-      else selection.add(node.id);
-    } else if (!selection.has(node.id)) {
+      if (selection.has(recordId)) selection.delete(recordId);
+      else selection.add(recordId);
+    } else if (!selection.has(recordId)) {
       selection.clear();
-      selection.add(node.id);
+      selection.add(recordId);
     }
   }
 
@@ -193,7 +215,10 @@ export class PointerController {
       editor.interaction.box = normaliseRect(drag.start, point);
     } else if (drag.kind === "move") {
       const ids = selectedNodeIds(editor).filter((id) => !isPinned(editor.graph.node(id)));
-      editor.graph.moveNodes(ids, point[0] - drag.last[0], point[1] - drag.last[1]);
+      editor.graph.store.transact(() => {
+        editor.graph.moveNodes(ids, point[0] - drag.last[0], point[1] - drag.last[1]);
+        moveReroutes(editor.graph, selectedRerouteIds(editor), point[0] - drag.last[0], point[1] - drag.last[1]);
+      });
       drag.last = point;
       drag.moved = true;
     } else if (drag.kind === "link") {
@@ -239,6 +264,7 @@ export class PointerController {
     if (!drag.additive) editor.selection.clear();
     for (const node of editor.graph.nodes()) if (rectsOverlap(nodeBounds(node), box)) editor.selection.add(node.id);
     for (const group of editor.graph.groups()) if (rectContains(box, group.bounding)) editor.selection.add(group.id);
+    for (const reroute of editor.graph.reroutes()) if (rectContains(box, [reroute.pos[0], reroute.pos[1], 0, 0])) editor.selection.add(reroute.id);
   }
 
   finishLink(event, point, drag) {
@@ -301,10 +327,14 @@ export class PointerController {
   }
 
   onDoubleClick(event) {
+    // A double-click whose first click opened a subgraph (its title button) is not one inside it.
+    if (performance.now() - this.levelChangedAt < LEVEL_CHANGE_GRACE_MS) return;
     const point = this.graphPoint(event);
     const hit = hitTest(this.editor, point);
     if (hit.kind === "empty") {
       this.app.ui.openSearch({ screen: this.screenPoint(event), graphPos: point, filter: {} });
+    } else if ((hit.kind === "title" || hit.kind === "open-subgraph") && hit.node && this.editor.graph.isSubgraphType(hit.node.type)) {
+      if (hit.kind === "title") this.app.openSubgraph(hit.node.jsonId);
     } else if (hit.kind === "title" && hit.node) {
       this.app.ui.renameNode(hit.node, this.screenPoint(event));
     } else if (hit.kind === "group-title") {
@@ -315,8 +345,13 @@ export class PointerController {
   onContextMenu(event) {
     event.preventDefault();
     const point = this.graphPoint(event);
-    const hit = hitTest(this.editor, point);
+    let hit = hitTest(this.editor, point);
     if (hit.node && !this.editor.selection.has(hit.node.id)) this.selectNode(hit.node, false);
+    if (hit.kind === "reroute") this.selectRecord(hit.reroute.id, false);
+    if (hit.kind === "empty") {
+      const near = linkNear(this.editor, point);
+      if (near) hit = { kind: "link", link: near.link, segment: near.segment };
+    }
     this.app.ui.contextMenu(hit, this.screenPoint(event), point);
     this.app.markDirty();
   }
@@ -329,6 +364,11 @@ export class PointerController {
 export function wheelZoomFactor({ deltaY, deltaMode, ctrlKey }) {
   if (ctrlKey) return Math.exp(Math.max(-PINCH_MAX_STEP, Math.min(PINCH_MAX_STEP, -deltaY * PINCH_ZOOM_RATE)));
   return Math.exp(-deltaY * (deltaMode === 1 ? WHEEL_LINE_ZOOM_RATE : WHEEL_ZOOM_RATE));
+}
+
+/** Ids (the reroutes' own `id`) of the selected native reroutes. */
+export function selectedRerouteIds(editor) {
+  return [...editor.selection].filter((id) => id.startsWith("reroute:")).map((id) => editor.graph.store.get(id)?.jsonId).filter((id) => id !== undefined);
 }
 
 export function selectedNodeIds(editor) {

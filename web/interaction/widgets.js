@@ -2,7 +2,9 @@
  * Pointer behaviour of node widgets: numbers change by dragging (one step per 6 px) or by
  * the ◀ ▶ arrows, and a plain click opens a text field; combos cycle with the arrows or open a
  * filterable list; BOOLEAN toggles; STRING opens an editor in place; the upload button opens a
- * file picker. Each change is one undo step (a drag is one step in total).
+ * file picker; an extension's custom widget gets the click through its own `mouse` callback,
+ * else offers its `options.values` to pick from, else a text field. Each change is one undo
+ * step (a drag is one step in total).
  */
 import { constrainNumber, stepOf } from "../model/widgets.js";
 import { ARROW_W } from "../view/widgets_draw.js";
@@ -78,9 +80,47 @@ export function widgetPointerDown(app, hit, point, screen) {
       return onRelease(() => app.ui.editText({ rect: screenRect(), value: String(value ?? ""), multiline: Boolean(widget.options.multiline), onCommit: set }));
     case "UPLOAD":
       return onRelease(() => app.ui.pickImageFile((file) => app.uploadToNode(nodeId, file)));
+    case "CUSTOM":
+      return customWidgetPointerDown(app, hit, point, value, set, screenRect);
     default:
       return null;
   }
+}
+
+/** A click on an extension's widget (see the module comment); returns a drag or null. */
+function customWidgetPointerDown(app, hit, point, value, set, screenRect) {
+  const { node, row } = hit;
+  const custom = row.widget.custom;
+  const commit = (next) => {
+    set(next);
+    custom.value = next;
+    custom.callback?.(next);
+  };
+  if (typeof custom.mouse === "function") {
+    custom.value = value;
+    const nodeObject = { id: node.jsonId, type: node.type, pos: [...node.pos], size: [...node.size] };
+    custom.mouse({ type: "pointerdown" }, [point[0] - node.pos[0], point[1] - node.pos[1]], nodeObject);
+    if (custom.value !== value) commit(custom.value);
+    return null;
+  }
+  const values = custom.options?.values;
+  if (Array.isArray(values)) return onRelease(() => app.ui.chooseFromList({ rect: screenRect(), values, current: value, onPick: commit }));
+  const text = typeof value === "string" ? value : JSON.stringify(value ?? "");
+  return onRelease(() => app.ui.editText({ rect: screenRect(), value: text, onCommit: (typed) => commit(parseLike(typed, value)) }));
+}
+
+/** Text typed for a custom widget, read as the kind of value it had (number, boolean, JSON, text). */
+export function parseLike(text, previous) {
+  if (typeof previous === "number") return evaluateNumber(text, previous);
+  if (typeof previous === "boolean") return String(text).trim() === "true";
+  if (previous !== null && typeof previous === "object") {
+    try {
+      return JSON.parse(text);
+    } catch {
+      return previous;
+    }
+  }
+  return text;
 }
 
 /**

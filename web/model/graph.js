@@ -8,15 +8,24 @@
 import { History } from "./history.js";
 import { Store } from "./store.js";
 import { defaultWidgetValues, valuesForWidgets, widgetsForDef } from "./widgets.js";
-import { byRank, DOCUMENT_ID, fromRecord, groupKey, linkKey, nodeKey, readWorkflow, toRecord, writeWorkflow } from "./workflow.js";
+import { isSubgraphIoNode, readSubgraph, writeSubgraph } from "./subgraph_io.js";
+import { adoptDefinitions, definitionsFor, putDefinition } from "./definitions.js";
+import { byRank, definitionKey, DOCUMENT_ID, fromRecord, groupKey, linkKey, nodeKey, readWorkflow, rerouteKey, toRecord, writeWorkflow } from "./workflow.js";
 
 export const MODE = { ALWAYS: 0, ON_EVENT: 1, NEVER: 2, ON_TRIGGER: 3, BYPASS: 4 };
 const DEFAULT_NODE_SIZE = [240, 120];
+/** Definition shown for a subgraph's input and output nodes: slots only, no widgets. */
+const IO_DEF = Object.freeze({ name: "SubgraphIO", displayName: "", category: "", description: "", outputNode: false, inputs: [], outputs: [] });
 
 export class Graph {
-  /** @param {Map<string, object>} defs parsed node definitions by class name */
-  constructor(defs = new Map()) {
+  /**
+   * @param {Map<string, object>} defs parsed node definitions by class name
+   * @param {{root?: Graph}} options `root`: the workflow's top graph, for a subgraph's inner graph
+   *   (subgraph definitions live in the root's store)
+   */
+  constructor(defs = new Map(), { root = null } = {}) {
     this.defs = defs;
+    this.root = root;
     this.store = new Store();
     this.history = new History(this.store);
     this.#widgetCache = new WeakMap();
@@ -37,7 +46,20 @@ export class Graph {
 
   /** Replace the document by a UI workflow (0.4 or 1); clears undo history. */
   load(workflow) {
-    const records = readWorkflow(workflow);
+    this.#replace(readWorkflow(workflow));
+  }
+
+  /** Open a subgraph definition (§4.3) as this graph, its input/output as nodes; clears undo history. */
+  loadSubgraph(definition) {
+    this.#replace(readSubgraph(definition));
+  }
+
+  /** This graph written back as the subgraph definition it was opened from. */
+  serializeSubgraph() {
+    return writeSubgraph(this.parts());
+  }
+
+  #replace(records) {
     this.store.transact(() => {
       this.store.remove([...this.allIds()]);
       this.store.put(records);
@@ -47,12 +69,17 @@ export class Graph {
   }
 
   *allIds() {
-    for (const typeName of ["node", "link", "group", "document"]) for (const record of this.store.ofType(typeName)) yield record.id;
+    for (const typeName of ["node", "link", "group", "reroute", "definition", "document"]) for (const record of this.store.ofType(typeName)) yield record.id;
   }
 
   /** The document as a version 0.4 UI workflow. */
   serialize() {
-    return writeWorkflow({ document: this.document, nodes: this.nodes(), links: this.links(), groups: this.groups() });
+    return writeWorkflow(this.parts());
+  }
+
+  /** The document's records by kind, in file order (what the workflow writers take). */
+  parts() {
+    return { document: this.document, nodes: this.nodes(), links: this.links(), groups: this.groups(), reroutes: this.reroutes(), definitions: this.definitions() };
   }
 
   get document() {
@@ -84,6 +111,20 @@ export class Graph {
     return this.#ranked("group");
   }
 
+  /** Native reroutes (litegraph's `Reroute` data points, §4.1). */
+  reroutes() {
+    return this.#ranked("reroute");
+  }
+
+  reroute(rerouteId) {
+    return this.store.get(rerouteKey(rerouteId));
+  }
+
+  /** Subgraph definition records of the whole workflow (nested ones included). */
+  definitions() {
+    return this.root ? [] : this.#ranked("definition");
+  }
+
   /** A rank after every record so far, for something new. */
   #nextRank() {
     return this.#rankCounter++;
@@ -98,12 +139,23 @@ export class Graph {
   }
 
   def(node) {
-    return this.defs.get(node.type);
+    return this.defs.get(node.type) ?? (isSubgraphIoNode(node) ? IO_DEF : undefined);
   }
 
-  /** The subgraph definition (§4.3) that `type` names in this workflow, if any. */
+  /** A record this graph's commands must not delete or copy (a subgraph's input/output node). */
+  isFixedNode(nodeId) {
+    return isSubgraphIoNode(this.node(nodeId));
+  }
+
+  /** The subgraph definition record (§4.3) that `type` names in this workflow, if any. */
   subgraphDefinition(type) {
-    return (this.document.meta?.definitions?.subgraphs ?? []).find((subgraph) => subgraph.id === type);
+    if (this.root) return this.root.subgraphDefinition(type);
+    return typeof type === "string" ? this.store.get(definitionKey(type)) : undefined;
+  }
+
+  /** Replace a subgraph definition by `json` (written by its inner graph); see definitions.js. */
+  putSubgraphDefinition(json) {
+    putDefinition(this.root ?? this, json);
   }
 
   /** Whether `type` names a subgraph definition (its instances are not unknown nodes). */
@@ -230,9 +282,10 @@ export class Graph {
   }
 
   removeNodes(nodeIds) {
+    const removable = [...nodeIds].filter((id) => !this.isFixedNode(id));
     this.store.transact(() => {
-      for (const link of this.linksOf(nodeIds)) this.removeLink(link.jsonId);
-      this.store.remove([...nodeIds].map(nodeKey));
+      for (const link of this.linksOf(removable)) this.removeLink(link.jsonId);
+      this.store.remove(removable.map(nodeKey));
     });
   }
 
@@ -339,7 +392,20 @@ export class Graph {
         this.store.put([{ ...target, inputs }]);
       }
       this.store.remove([link.id]);
+      this.#dropLinkFromReroutes(link.jsonId);
     });
+  }
+
+  /** A removed link leaves the reroutes it ran through; a reroute left with no link goes too. */
+  #dropLinkFromReroutes(linkId) {
+    const touched = this.reroutes().filter((reroute) => (reroute.linkIds ?? []).includes(linkId));
+    const emptied = [];
+    for (const reroute of touched) {
+      const linkIds = reroute.linkIds.filter((id) => id !== linkId);
+      if (!linkIds.length && !reroute.floating) emptied.push(reroute.id);
+      else this.store.put([{ ...reroute, linkIds }]);
+    }
+    this.store.remove(emptied);
   }
 
   /**
@@ -381,8 +447,9 @@ export class Graph {
    * that fed them from outside (used by "paste with input links", Ctrl+Shift+V).
    */
   copy(nodeIds) {
-    const wanted = new Set([...nodeIds].map(String));
-    const nodes = [...nodeIds].map((id) => fromRecord(this.node(id))).filter(Boolean);
+    const copied = [...nodeIds].filter((id) => !this.isFixedNode(id));
+    const wanted = new Set(copied.map(String));
+    const nodes = copied.map((id) => this.node(id)).filter(Boolean).map(fromRecord);
     const links = [];
     const inputLinks = [];
     for (const link of this.links()) {
@@ -390,7 +457,12 @@ export class Graph {
       const tuple = [link.jsonId, link.origin_id, link.origin_slot, link.target_id, link.target_slot, link.type];
       (wanted.has(String(link.origin_id)) ? links : inputLinks).push(tuple);
     }
-    return { kind: "kiln-clipboard", nodes, links, inputLinks };
+    return { kind: "kiln-clipboard", nodes, links, inputLinks, definitions: definitionsFor(this.root ?? this, nodes) };
+  }
+
+  /** Add the subgraph definitions (saved JSON) this workflow lacks, e.g. with pasted instances. */
+  adoptSubgraphDefinitions(definitions) {
+    adoptDefinitions(this.root ?? this, definitions);
   }
 
   /**
@@ -399,6 +471,7 @@ export class Graph {
    */
   paste(clipboard, at, { keepInputLinks = false } = {}) {
     if (!clipboard?.nodes?.length) return [];
+    this.adoptSubgraphDefinitions(clipboard.definitions);
     return this.store.transact(() => {
       const minX = Math.min(...clipboard.nodes.map((node) => node.pos[0]));
       const minY = Math.min(...clipboard.nodes.map((node) => node.pos[1]));
@@ -429,4 +502,4 @@ export function isPinned(node) {
   return node.flags?.pinned === true;
 }
 
-export { nodeKey, linkKey, groupKey };
+export { nodeKey, linkKey, groupKey, rerouteKey };

@@ -44,15 +44,23 @@ function orderedInputNames(info, group) {
 
 /**
  * One definition: `{name, displayName, category, description, outputNode, inputs, outputs}`;
- * each input `{name, type, options, optional, hasWidget}`.
+ * each input `{name, type, options, optional, hasWidget, customWidget?}`.
+ * @param {object} info one `/object_info` entry
+ * @param {{customWidget?: (nodeName: string, inputName: string, spec: Array) => object|null}} options
+ *   `customWidget` gives the widget an extension made for an input of a type it registered
+ *   (`getCustomWidgets`, comfy-compat §7.3), or null
  */
-export function parseNodeDef(info) {
+export function parseNodeDef(info, { customWidget } = {}) {
   const inputs = [];
   for (const group of ["required", "optional"]) {
     for (const name of orderedInputNames(info, group)) {
-      const [type, options] = normaliseInputSpec(info.input[group][name]);
-      const hasWidget = WIDGET_TYPES.has(type) && !options.forceInput;
-      inputs.push({ name, type, options, optional: group === "optional", hasWidget });
+      const spec = info.input[group][name];
+      const [type, options] = normaliseInputSpec(spec);
+      const custom = !WIDGET_TYPES.has(type) && !options.forceInput && customWidget ? customWidget(info.name, name, spec) : null;
+      const hasWidget = (WIDGET_TYPES.has(type) || Boolean(custom)) && !options.forceInput;
+      const input = { name, type, options, optional: group === "optional", hasWidget };
+      if (custom) input.customWidget = custom;
+      inputs.push(input);
     }
   }
   const outputTypes = info.output ?? [];
@@ -75,11 +83,11 @@ export function parseNodeDef(info) {
   };
 }
 
-/** Parse a whole `/object_info` answer, adding the editor's virtual nodes. */
-export function parseObjectInfo(objectInfo) {
+/** Parse a whole `/object_info` answer, adding the editor's virtual nodes (options: see `parseNodeDef`). */
+export function parseObjectInfo(objectInfo, options = {}) {
   const defs = new Map();
   for (const [name, info] of Object.entries({ ...VIRTUAL_DEFS, ...objectInfo })) {
-    defs.set(name, parseNodeDef({ ...info, name }));
+    defs.set(name, parseNodeDef({ ...info, name }, options));
   }
   return defs;
 }

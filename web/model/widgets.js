@@ -5,7 +5,8 @@
  * widget, each INT (or combo) with `control_after_generate` (or named `seed`/`noise_seed`)
  * followed by a `control_after_generate` combo, and an image-upload combo followed by an
  * `upload` button whose saved value is `"image"`. The control and upload entries are kept in
- * `widgets_values` but never sent in the API prompt.
+ * `widgets_values` but never sent in the API prompt. An input of a type an extension made a
+ * widget for (`getCustomWidgets`) gets a "CUSTOM" widget holding that extension's widget.
  */
 
 export const CONTROL_VALUES = ["fixed", "increment", "decrement", "randomize"];
@@ -36,6 +37,12 @@ export function widgetsForDef(def) {
   const widgets = [];
   for (const input of def.inputs) {
     if (!input.hasWidget) continue;
+    if (input.customWidget) {
+      const custom = input.customWidget;
+      const defaultValue = custom.value !== undefined ? custom.value : input.options.default ?? null;
+      widgets.push({ name: input.name, kind: "CUSTOM", input, options: custom.options ?? {}, serialize: custom.options?.serialize !== false, defaultValue, custom });
+      continue;
+    }
     widgets.push({ name: input.name, kind: input.type, input, options: input.options, serialize: true, defaultValue: defaultValue(input) });
     if (hasControl(input)) {
       const values = input.type === "COMBO" ? [...CONTROL_VALUES, "increment-wrap"] : CONTROL_VALUES;

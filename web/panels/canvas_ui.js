@@ -17,9 +17,12 @@ export function canvasUi(app) {
     return { ...rect, x, y };
   };
   const ui = {
+    /** Close menus, editors and the search; whether anything was open. */
     closeTransient: () => {
+      const open = app.overlays.transient.length > 0 || Boolean(app.search.element);
       app.overlays.closeTransient();
       app.search.close();
+      return open;
     },
     openSearch: ({ screen, graphPos, filter, onPick }) => app.search.open({
       screen: pageCoords(screen), filter,
@@ -52,8 +55,20 @@ export function canvasUi(app) {
 function contextItems(app, hit, point) {
   const editor = app.editor;
   const act = (fn) => () => { fn(); app.markDirty(); };
-  if (hit.node) {
+  if (hit.kind === "link") {
     return [
+      { label: "Add reroute", action: act(() => commands.addRerouteOnLink(editor, hit.link.jsonId, hit.segment, point)) },
+      { label: "Delete link", action: act(() => commands.deleteLink(editor, hit.link.jsonId)) },
+    ];
+  }
+  if (hit.kind === "reroute") {
+    return [{ label: "Delete reroute (Del)", action: act(() => commands.deleteSelection(editor)) }];
+  }
+  if (hit.node) {
+    const subgraph = editor.graph.isSubgraphType(hit.node.type)
+      ? [{ label: "Open subgraph", action: () => app.openSubgraph(hit.node.jsonId) }, null] : [];
+    return [
+      ...subgraph,
       { label: "Duplicate (Ctrl+D)", action: act(() => commands.duplicateSelection(editor)) },
       { label: "Copy (Ctrl+C)", action: act(() => commands.copySelection(editor)) },
       { label: hit.node.flags?.collapsed ? "Expand (Alt+C)" : "Collapse (Alt+C)", action: act(() => commands.toggleCollapse(editor)) },

@@ -15,11 +15,25 @@ export const MIN_W = 240;
 export const IMAGE_H = 180;
 export const COLLAPSED_MIN_W = 90;
 export const SLOT_RADIUS = 5;
+/** Width of the "open subgraph" button at the right end of a subgraph instance's title bar. */
+export const SUBGRAPH_BUTTON_W = 24;
 /** A legacy Reroute node is a small pill without a title bar, as in litegraph. */
 export const REROUTE_SIZE = [75, 26];
 const CHAR_W = 7;
 
-const widgetHeight = (widget) => (widget.kind === "STRING" && widget.options.multiline ? MULTILINE_H : WIDGET_H);
+/** Row height of a widget; an extension's widget may ask for its own (`computeSize(width) -> [w, h]`). */
+function widgetHeight(widget) {
+  if (widget.kind === "STRING" && widget.options.multiline) return MULTILINE_H;
+  if (widget.kind === "CUSTOM" && typeof widget.custom?.computeSize === "function") {
+    try {
+      const height = Number(widget.custom.computeSize(MIN_W)?.[1]);
+      if (height > 0) return height;
+    } catch {
+      /* a failing extension widget keeps the standard height */
+    }
+  }
+  return WIDGET_H;
+}
 
 const boundsCache = new WeakMap();
 
@@ -45,8 +59,9 @@ function computeBounds(node) {
   return [node.pos[0], node.pos[1] - TITLE_H, Math.max(node.size?.[0] ?? MIN_W, 60), Math.max(node.size?.[1] ?? 40, 10) + TITLE_H];
 }
 
+/** The title shown on a node: its own, its type's display name, its subgraph's name, or its type. */
 export function titleOf(graph, node) {
-  return node.title ?? graph.def(node)?.displayName ?? node.type;
+  return node.title ?? graph.def(node)?.displayName ?? graph.subgraphDefinition?.(node.type)?.name ?? node.type;
 }
 
 function collapsedWidth(node, title = node.title ?? node.type) {

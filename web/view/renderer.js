@@ -1,21 +1,29 @@
 /**
  * Draws one editor tab on a `<canvas>` (litegraph's rendering ideas, written for Kiln):
  * redraw only when marked dirty, a cached grid tile as the background layer, nodes and links
- * outside the viewport culled, and less detail (no labels, no widgets, straight links) when
- * zoomed out. Draws only: it never changes the graph.
+ * outside the viewport culled, and below `DETAIL_SCALE` the overview layer (boxes and straight
+ * links from cached per-colour paths, no text, slots or widgets). Draws only: it never changes
+ * the graph.
  */
 import { rectsOverlap } from "./camera.js";
-import { approximateSlotPosition, layoutNode, nodeBounds, slotPosition, SLOT_RADIUS, TITLE_H } from "./layout.js";
+import { CullIndex } from "./cull.js";
+import { layoutNode, slotPosition, SLOT_RADIUS, SUBGRAPH_BUTTON_W, TITLE_H } from "./layout.js";
+import { curveControls, linkPoints, REROUTE_RADIUS } from "./link_geometry.js";
+import { OverviewLayer } from "./overview.js";
 import { typeColor } from "./theme.js";
 import { fitText, wrapText } from "./text.js";
 import { drawWidget } from "./widgets_draw.js";
 import { isPinned } from "../model/graph.js";
 import { typesCompatible } from "../model/nodedefs.js";
 
-const DETAIL_SCALE = 0.35;
+/** Below this zoom, text is under ~6 px and slots under 3 px: the overview layer draws instead. */
+const DETAIL_SCALE = 0.5;
 const LOW_SCALE = 0.2;
+const SHARPEN_DELAY_MS = 150;
 const PIN_MARKER_W = 10;
 const GRID = 20;
+/** Minor grid lines closer than this on screen are left out. */
+const MIN_MINOR_GRID_PX = 6;
 
 export class Renderer {
   /**
@@ -30,9 +38,9 @@ export class Renderer {
     this.frameTimes = []; // the last 600 draw durations (ms)
     this.drawCount = 0; // draws since start: frameTimes' length stops growing once it is full
     this.onAfterDraw = null;
-    this.gridTile = null;
-    this.gridTheme = null;
     this.running = false;
+    this.overview = new OverviewLayer();
+    this.cull = new CullIndex();
   }
 
   markDirty() {
@@ -80,7 +88,7 @@ export class Renderer {
     ctx.scale(camera.scale, camera.scale);
     ctx.translate(camera.offset[0], camera.offset[1]);
     const view = camera.visibleRect(width, height);
-    const visibleNodes = scene.graph.nodes().filter((node) => rectsOverlap(nodeBounds(node), view));
+    const visibleNodes = () => this.cull.visibleNodes(scene.graph, view);
     const layouts = new Map();
     const layoutOf = (node) => {
       let layout = layouts.get(node.id);
@@ -93,10 +101,15 @@ export class Renderer {
     for (const group of scene.graph.groups()) {
       if (rectsOverlap(group.bounding, view)) this.drawGroup(scene, group);
     }
-    this.drawLinks(scene, view, layoutOf);
-    this.drawNativeReroutes(scene);
-    if (camera.scale < LOW_SCALE) this.drawNodeBoxes(scene, visibleNodes);
-    else for (const node of visibleNodes) this.drawNode(scene, node, layoutOf(node));
+    if (camera.scale < DETAIL_SCALE) {
+      const visibleLinks = () => this.cull.visibleLinks(scene.graph, view);
+      if (this.overview.draw(ctx, scene, { visibleNodes, visibleLinks, pixelRatio: ratio })) this.sharpenOverviewSoon();
+      this.drawNativeReroutes(scene);
+    } else {
+      this.drawLinks(scene, view, layoutOf);
+      this.drawNativeReroutes(scene);
+      for (const node of visibleNodes()) this.drawNode(scene, node, layoutOf(node));
+    }
     this.drawInteraction(scene, layoutOf);
     ctx.restore();
     this.frameTimes.push(performance.now() - started);
@@ -105,34 +118,45 @@ export class Renderer {
     this.onAfterDraw?.(scene, width, height);
   }
 
+  /** Once the zoom has rested, redraw the overview bitmap at the exact zoom. */
+  sharpenOverviewSoon() {
+    clearTimeout(this.sharpenTimer);
+    this.sharpenTimer = setTimeout(() => {
+      this.overview.sharpen();
+      this.markDirty();
+    }, SHARPEN_DELAY_MS);
+  }
+
   drawBackground(scene, width, height) {
     const { ctx } = this;
     const { theme, camera } = scene;
     ctx.fillStyle = theme.background;
     ctx.fillRect(0, 0, width, height);
     if (camera.scale < LOW_SCALE) return;
-    if (!this.gridTile || this.gridTheme !== theme.name) {
-      this.gridTile = document.createElement("canvas");
-      this.gridTile.width = this.gridTile.height = GRID * 5;
-      const tile = this.gridTile.getContext("2d");
-      tile.strokeStyle = theme.grid;
-      tile.lineWidth = 1;
-      for (let i = 0; i <= 5; i++) {
-        tile.strokeStyle = i === 0 ? theme.gridStrong : theme.grid;
-        tile.beginPath();
-        tile.moveTo(i * GRID + 0.5, 0);
-        tile.lineTo(i * GRID + 0.5, GRID * 5);
-        tile.moveTo(0, i * GRID + 0.5);
-        tile.lineTo(GRID * 5, i * GRID + 0.5);
-        tile.stroke();
-      }
-      this.gridTheme = theme.name;
+    // Grid lines as two hairline paths (minor, then every fifth line strong): far cheaper to
+    // rasterise on the CPU than a pattern fill of the whole canvas.
+    const step = GRID * camera.scale;
+    const minor = new Path2D();
+    const strong = new Path2D();
+    const firstX = Math.ceil(-camera.offset[0] / GRID);
+    const firstY = Math.ceil(-camera.offset[1] / GRID);
+    for (let k = firstX, x = (k * GRID + camera.offset[0]) * camera.scale; x <= width; k++, x += step) {
+      const path = k % 5 === 0 ? strong : step >= MIN_MINOR_GRID_PX ? minor : null;
+      if (!path) continue;
+      path.moveTo(Math.round(x) + 0.5, 0);
+      path.lineTo(Math.round(x) + 0.5, height);
     }
-    const pattern = ctx.createPattern(this.gridTile, "repeat");
-    const matrix = new DOMMatrix().scale(camera.scale).translate(camera.offset[0], camera.offset[1]);
-    pattern.setTransform(matrix);
-    ctx.fillStyle = pattern;
-    ctx.fillRect(0, 0, width, height);
+    for (let k = firstY, y = (k * GRID + camera.offset[1]) * camera.scale; y <= height; k++, y += step) {
+      const path = k % 5 === 0 ? strong : step >= MIN_MINOR_GRID_PX ? minor : null;
+      if (!path) continue;
+      path.moveTo(0, Math.round(y) + 0.5);
+      path.lineTo(width, Math.round(y) + 0.5);
+    }
+    ctx.lineWidth = 1;
+    ctx.strokeStyle = theme.grid;
+    ctx.stroke(minor);
+    ctx.strokeStyle = theme.gridStrong;
+    ctx.stroke(strong);
   }
 
   drawGroup(scene, group) {
@@ -160,82 +184,52 @@ export class Renderer {
   }
 
   /**
-   * Links whose bounding box meets the view. Zoomed in: exact slot positions and curves, one
-   * stroke each; zoomed out: approximate ends and straight segments, one path per colour.
+   * Links whose bounding box meets the view (a link through reroutes is always drawn), one
+   * curve per segment between its origin, its reroutes and its target.
    */
   drawLinks(scene, view, layoutOf) {
     const { ctx } = this;
-    const { graph, camera, theme } = scene;
-    const detailed = camera.scale >= DETAIL_SCALE;
-    ctx.lineWidth = detailed ? 3 : 2 / Math.max(camera.scale, 0.2);
+    const { graph, theme } = scene;
+    ctx.lineWidth = 3;
     ctx.globalAlpha = theme.linkAlpha;
-    const batches = new Map();
-    for (const link of graph.links()) {
-      const origin = graph.node(link.origin_id);
-      const target = graph.node(link.target_id);
-      if (!origin || !target) continue;
-      const a = nodeBounds(origin);
-      const b = nodeBounds(target);
-      const left = Math.min(a[0] + a[2], b[0]) - 60;
-      const top = Math.min(a[1], b[1]) - 20;
-      const right = Math.max(a[0] + a[2], b[0]) + 60;
-      const bottom = Math.max(a[1] + a[3], b[1] + b[3]) + 20;
-      if (right < view[0] || left > view[0] + view[2] || bottom < view[1] || top > view[1] + view[3]) continue;
-      if (detailed) {
-        ctx.strokeStyle = typeColor(link.type);
-        this.strokeLink(slotPosition(layoutOf(origin), false, link.origin_slot), slotPosition(layoutOf(target), true, link.target_slot), false);
-        continue;
-      }
-      const color = typeColor(link.type);
-      if (!batches.has(color)) batches.set(color, []);
-      batches.get(color).push(approximateSlotPosition(origin, false, link.origin_slot), approximateSlotPosition(target, true, link.target_slot));
-    }
-    for (const [color, points] of batches) {
-      ctx.strokeStyle = color;
-      ctx.beginPath();
-      for (let i = 0; i < points.length; i += 2) {
-        ctx.moveTo(points[i][0], points[i][1]);
-        ctx.lineTo(points[i + 1][0], points[i + 1][1]);
-      }
-      ctx.stroke();
+    for (const [link] of this.cull.visibleLinks(graph, view)) {
+      ctx.strokeStyle = typeColor(link.type);
+      this.strokePath(linkPoints(graph, link, layoutOf));
     }
     ctx.globalAlpha = 1;
   }
 
-  /**
-   * Native litegraph reroutes (`extra.reroutes`, §4.1) are kept as data and shown as dots;
-   * their links are drawn straight from origin to target.
-   */
-  drawNativeReroutes(scene) {
-    const reroutes = scene.graph.document?.meta?.extra?.reroutes;
-    if (!Array.isArray(reroutes)) return;
+  /** One curve per pair of consecutive points, as one stroke. */
+  strokePath(points) {
     const { ctx } = this;
-    ctx.fillStyle = scene.theme.widgetLabel;
-    for (const reroute of reroutes) {
-      if (!Array.isArray(reroute?.pos)) continue;
-      ctx.beginPath();
-      ctx.arc(reroute.pos[0], reroute.pos[1], 5, 0, Math.PI * 2);
-      ctx.fill();
+    ctx.beginPath();
+    ctx.moveTo(points[0][0], points[0][1]);
+    for (let i = 1; i < points.length; i++) {
+      const [c1, c2] = curveControls(points[i - 1], points[i]);
+      ctx.bezierCurveTo(c1[0], c1[1], c2[0], c2[1], points[i][0], points[i][1]);
     }
+    ctx.stroke();
   }
 
-  /** Zoomed far out: every visible node as a plain box, one fill per colour, no text. */
-  drawNodeBoxes(scene, nodes) {
+  /** Native litegraph reroutes (§4.1): dots that links pass through; the selected ones ringed. */
+  drawNativeReroutes(scene) {
     const { ctx } = this;
-    const batches = new Map();
-    for (const node of nodes) {
-      const status = scene.status.get(String(node.jsonId));
-      const color = status?.error ? scene.theme.error : status?.running ? scene.theme.running
-        : scene.selection.has(node.id) ? scene.theme.selection : node.mode === 4 ? "#8a3aa6" : node.mode === 2 ? "#555555"
-          : scene.graph.def(node) ? node.color ?? scene.theme.nodeTitle : scene.theme.missing;
-      if (!batches.has(color)) batches.set(color, []);
-      batches.get(color).push(nodeBounds(node));
-    }
-    for (const [color, boxes] of batches) {
-      ctx.fillStyle = color;
+    const { graph, theme, selection } = scene;
+    for (const reroute of graph.reroutes()) {
+      if (!Array.isArray(reroute.pos)) continue;
+      const [x, y] = reroute.pos;
+      const link = graph.link(reroute.linkIds?.[0]);
+      ctx.fillStyle = link ? typeColor(link.type) : theme.widgetLabel;
       ctx.beginPath();
-      for (const [x, y, w, h] of boxes) ctx.rect(x, y, w, h);
+      ctx.arc(x, y, REROUTE_RADIUS, 0, Math.PI * 2);
       ctx.fill();
+      if (selection.has(reroute.id)) {
+        ctx.strokeStyle = theme.selection;
+        ctx.lineWidth = 2;
+        ctx.beginPath();
+        ctx.arc(x, y, REROUTE_RADIUS + 3, 0, Math.PI * 2);
+        ctx.stroke();
+      }
     }
   }
 
@@ -266,11 +260,11 @@ export class Renderer {
       return;
     }
     const { ctx } = this;
-    const { theme, camera, graph } = scene;
+    const { theme, graph } = scene;
     const status = scene.status.get(String(node.jsonId));
     const def = graph.def(node);
-    const known = Boolean(def) || graph.isSubgraphType(node.type);
-    const detail = camera.scale >= DETAIL_SCALE;
+    const isSubgraph = graph.isSubgraphType(node.type);
+    const known = Boolean(def) || isSubgraph;
     const { x, y, w, h } = layout;
     const top = y - TITLE_H;
     const fullH = h + TITLE_H;
@@ -291,36 +285,36 @@ export class Renderer {
       ctx.roundRect(x, top, w, layout.collapsed ? TITLE_H : fullH, 6);
       ctx.fill();
     }
-    if (detail || camera.scale >= LOW_SCALE) {
-      ctx.fillStyle = theme.nodeTitleText;
-      ctx.font = "bold 13px sans-serif";
-      ctx.textBaseline = "middle";
-      const prefix = known ? "" : "⚠ ";
-      const title = node.title ?? graph.subgraphDefinition(node.type)?.name ?? layout.title;
-      const pinned = isPinned(node);
-      ctx.fillText(fitText(ctx, prefix + title, w - (pinned ? 30 + PIN_MARKER_W : 30)), x + 22, top + TITLE_H / 2);
-      if (pinned) this.drawPinMarker(theme, x + w - PIN_MARKER_W / 2 - 4, top + TITLE_H / 2);
-      ctx.beginPath();
-      ctx.fillStyle = layout.collapsed ? theme.widgetLabel : typeColor(node.outputs[0]?.type ?? "*");
-      ctx.arc(x + 11, top + TITLE_H / 2, 4.5, 0, Math.PI * 2);
-      ctx.fill();
-    }
+    ctx.fillStyle = theme.nodeTitleText;
+    ctx.font = "bold 13px sans-serif";
+    ctx.textBaseline = "middle";
+    const prefix = known ? "" : "⚠ ";
+    const title = layout.title;
+    const pinned = isPinned(node);
+    const button = isSubgraph ? SUBGRAPH_BUTTON_W : 0;
+    ctx.fillText(fitText(ctx, prefix + title, w - button - (pinned ? 30 + PIN_MARKER_W : 30)), x + 22, top + TITLE_H / 2);
+    if (pinned) this.drawPinMarker(theme, x + w - button - PIN_MARKER_W / 2 - 4, top + TITLE_H / 2);
+    if (isSubgraph) this.drawSubgraphButton(theme, x + w - SUBGRAPH_BUTTON_W / 2 - 2, top + TITLE_H / 2);
+    ctx.beginPath();
+    ctx.fillStyle = layout.collapsed ? theme.widgetLabel : typeColor(node.outputs[0]?.type ?? "*");
+    ctx.arc(x + 11, top + TITLE_H / 2, 4.5, 0, Math.PI * 2);
+    ctx.fill();
     if (status?.progress && status.progress.max > 0) {
       ctx.fillStyle = theme.running;
       ctx.fillRect(x, top, (w * status.progress.value) / status.progress.max, 3);
     }
-    if (!layout.collapsed && detail) {
+    if (!layout.collapsed) {
       this.drawSlots(scene, node, layout);
       ctx.font = "12px sans-serif";
       const values = graph.widgetValues(node);
+      const host = layout.widgets.some((row) => row.widget.kind === "CUSTOM")
+        ? { node: { id: node.jsonId, type: node.type, title: layout.title, pos: [x, y], size: [w, h] }, x, y, w } : null;
       for (const row of layout.widgets) {
         const linked = node.inputs.some((input) => input.widget?.name === row.widget.name && input.link != null);
-        drawWidget(ctx, theme, row, values[row.index], { linked, active: scene.interaction.activeWidget?.nodeId === node.jsonId && scene.interaction.activeWidget?.index === row.index });
+        const active = scene.interaction.activeWidget?.nodeId === node.jsonId && scene.interaction.activeWidget?.index === row.index;
+        drawWidget(ctx, theme, row, values[row.index], { linked, active, host });
       }
       if (!def) this.drawMissingValues(scene, node, layout);
-      if (layout.image) this.drawImages(scene, status, layout.image);
-    } else if (!layout.collapsed) {
-      this.drawSlotDots(node, layout);
       if (layout.image) this.drawImages(scene, status, layout.image);
     }
     ctx.globalAlpha = 1;
@@ -333,8 +327,21 @@ export class Renderer {
       ctx.stroke();
     }
     const below = top + (layout.collapsed ? TITLE_H : fullH) + 6;
-    if (status?.error && detail) this.drawErrorLabel(scene, status.error, x, below, w);
-    else if (status?.text && detail) this.drawLabel(scene, status.text, x, below, w, "rgba(40, 60, 90, 0.9)");
+    if (status?.error) this.drawErrorLabel(scene, status.error, x, below, w);
+    else if (status?.text) this.drawLabel(scene, status.text, x, below, w, "rgba(40, 60, 90, 0.9)");
+  }
+
+  /** The "open subgraph" button: two stacked frames centred at (cx, cy). */
+  drawSubgraphButton(theme, cx, cy) {
+    const { ctx } = this;
+    ctx.strokeStyle = theme.nodeTitleText;
+    ctx.lineWidth = 1.5;
+    ctx.strokeRect(cx - 6, cy - 3, 9, 8);
+    ctx.beginPath();
+    ctx.moveTo(cx - 3, cy - 6);
+    ctx.lineTo(cx + 6, cy - 6);
+    ctx.lineTo(cx + 6, cy + 2);
+    ctx.stroke();
   }
 
   /** A push-pin centred at (cx, cy): round head, short needle. */

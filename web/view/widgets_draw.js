@@ -1,7 +1,10 @@
 /**
  * How each widget kind looks inside a node: numbers with ◀ ▶ arrows, combos with ▾, a
  * toggle for BOOLEAN, a text box for STRING (multi-line when the spec says so), a button for
- * image upload. Pure drawing; `interaction/widgets.js` decides what a click on each part does.
+ * image upload; an extension's custom widget draws itself with its own `draw` (litegraph's
+ * convention: the context's origin at the node's body, `draw(ctx, node, width, y, height)`),
+ * or shows its value as text. Pure drawing; `interaction/widgets.js` decides what a click on
+ * each part does.
  */
 import { decimalsOf } from "../model/widgets.js";
 import { fitText, wrapText } from "./text.js";
@@ -12,12 +15,37 @@ export function formatWidgetValue(widget, value) {
   if (widget.kind === "FLOAT") return Number(value ?? 0).toFixed(decimalsOf(widget));
   if (widget.kind === "BOOLEAN") return value ? (widget.options.label_on ?? "true") : (widget.options.label_off ?? "false");
   if (value === null || value === undefined) return "";
+  if (typeof value === "object") return JSON.stringify(value);
   return String(value);
 }
 
+/**
+ * Draw a custom widget with the extension's own `draw`. `host` is `{node, x, y, w}`: a plain
+ * description of the node (id, type, title, pos, size) and its body's origin and width.
+ * Returns false when the widget has no `draw` (or it threw), so the caller draws it as text.
+ */
+export function drawCustomWidget(ctx, row, value, host) {
+  const custom = row.widget.custom;
+  if (typeof custom?.draw !== "function") return false;
+  custom.value = value;
+  ctx.save();
+  try {
+    ctx.translate(host.x, host.y);
+    custom.draw(ctx, host.node, host.w, row.y - host.y, row.h);
+    return true;
+  } catch (error) {
+    console.error(`custom widget ${row.widget.name} could not draw`, error);
+    custom.draw = null;
+    return false;
+  } finally {
+    ctx.restore();
+  }
+}
+
 /** Draw one widget row `{widget, x, y, w, h}` showing `value`. */
-export function drawWidget(ctx, theme, row, value, { linked = false, active = false } = {}) {
+export function drawWidget(ctx, theme, row, value, { linked = false, active = false, host = null } = {}) {
   const { widget, x, y, w, h } = row;
+  if (widget.kind === "CUSTOM" && !linked && host && drawCustomWidget(ctx, row, value, host)) return;
   ctx.fillStyle = theme.widgetBg;
   ctx.strokeStyle = active ? theme.selection : theme.widgetBorder;
   ctx.lineWidth = 1;
