@@ -1,0 +1,145 @@
+"""The editor's control and editing templates open, compile and run on the demo model through the real server.
+
+``web/templates/{inpainting,outpainting,area_composition,controlnet}.json`` are UI workflows (schema
+0.4) built on ``kiln-demo`` and the example pictures in ``input/``. Each one is listed by
+``/workflow_templates``, compiled by ``/workflow/compile`` against the server's ``/object_info``,
+validated and run by ``/prompt``, and its saved picture is checked for what the template promises.
+
+The ControlNet template runs on ``models/controlnet/kiln-demo-edges.safetensors`` when that file
+exists; otherwise on a freshly initialised ControlNet of the demo UNet's shape written under the
+same name (zeroed output convolutions, as training starts: it changes nothing, so the run checks
+the wiring, not the training).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.helpers.kiln_server import REPO_ROOT, KilnProcess, launch
+
+TEMPLATES = REPO_ROOT / "web" / "templates"
+CHECKPOINT = REPO_ROOT / "models" / "checkpoints" / "kiln-demo.safetensors"
+CONTROLNET = REPO_ROOT / "models" / "controlnet" / "kiln-demo-edges.safetensors"
+INPUTS = ("kiln-demo-scene.png", "kiln-demo-inpaint.png")
+# Template -> size (width, height) of the picture it saves.
+SAVED_SIZE = {"inpainting": (64, 64), "outpainting": (96, 64), "area_composition": (128, 64), "controlnet": (64, 64)}
+
+pytestmark = pytest.mark.timeout(600)
+
+
+def write_fresh_controlnet(path: Path) -> None:
+    """A ControlNet for the demo UNet as training starts it: encoder copied shape-wise, outputs zeroed."""
+    import torch
+    from safetensors.torch import save_file
+
+    from diffusion.controlnet.model import ControlNetModel, zero_init
+    from diffusion.demo.checkpoint import DEMO_UNET
+
+    torch.manual_seed(0)
+    control = zero_init(ControlNetModel(DEMO_UNET))
+    state = {"control_model." + key: value.detach().to(torch.float16).contiguous()
+             for key, value in control.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(path))
+
+
+@pytest.fixture(scope="module")
+def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KilnProcess]:
+    base = tmp_path_factory.mktemp("demo-templates")
+    (base / "models" / "checkpoints").mkdir(parents=True)
+    (base / "models" / "checkpoints" / CHECKPOINT.name).symlink_to(CHECKPOINT)
+    if CONTROLNET.is_file():
+        (base / "models" / "controlnet").mkdir(parents=True)
+        (base / "models" / "controlnet" / CONTROLNET.name).symlink_to(CONTROLNET)
+    else:
+        write_fresh_controlnet(base / "models" / "controlnet" / CONTROLNET.name)
+    (base / "input").mkdir()
+    for name in INPUTS:  # a fresh clone has these in input/, the server's default input folder
+        shutil.copy(REPO_ROOT / "input" / name, base / "input" / name)
+    kiln = launch(base)
+    yield kiln
+    kiln.stop()
+
+
+def http_json(url: str, body: dict | None = None) -> dict:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def compile_template(url: str, name: str) -> dict:
+    workflow = json.loads((TEMPLATES / f"{name}.json").read_text())
+    assert workflow["version"] == 0.4
+    return http_json(url + "/workflow/compile", workflow)["prompt"]
+
+
+def run_prompt(url: str, prompt: dict, timeout: float = 300.0) -> dict:
+    """Queue an API prompt and wait for its history entry (the server validates it on the way in)."""
+    prompt_id = http_json(url + "/prompt", {"prompt": prompt})["prompt_id"]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        entry = http_json(f"{url}/history/{prompt_id}").get(prompt_id)
+        if entry and entry["status"].get("completed") is not None and entry["status"]["status_str"] in ("success", "error"):
+            assert entry["status"]["status_str"] == "success", entry["status"]
+            return entry
+        time.sleep(0.2)
+    raise TimeoutError(f"prompt {prompt_id} did not finish in {timeout} s")
+
+
+def saved_picture(url: str, entry: dict) -> np.ndarray:
+    (images,) = [output["images"] for output in entry["outputs"].values() if "images" in output]
+    (reference,) = images
+    with urllib.request.urlopen(f"{url}/view?{urllib.parse.urlencode(reference)}", timeout=30) as response:
+        return np.asarray(Image.open(io.BytesIO(response.read())).convert("RGB"))
+
+
+def test_the_template_menu_lists_the_control_templates(demo_server):
+    listed = http_json(demo_server.url + "/workflow_templates")["kiln"]
+    assert set(SAVED_SIZE) <= set(listed)
+
+
+@pytest.mark.parametrize("name", sorted(SAVED_SIZE))
+def test_template_compiles_against_the_servers_nodes(demo_server, name):
+    object_info = http_json(demo_server.url + "/object_info")
+    prompt = compile_template(demo_server.url, name)
+    assert {node["class_type"] for node in prompt.values()} <= set(object_info)
+    loaders = {node["class_type"]: node["inputs"] for node in prompt.values()}
+    assert loaders["CheckpointLoaderSimple"]["ckpt_name"] == CHECKPOINT.name
+    if "LoadImage" in loaders:
+        assert loaders["LoadImage"]["image"] in INPUTS
+        assert loaders["LoadImage"]["image"] in object_info["LoadImage"]["input"]["required"]["image"][0]
+    if "ControlNetLoader" in loaders:
+        assert loaders["ControlNetLoader"]["control_net_name"] == CONTROLNET.name
+        assert {node["class_type"] for node in prompt.values()} >= {"Canny", "ControlNetApplyAdvanced"}
+
+
+@pytest.mark.parametrize("name", sorted(SAVED_SIZE))
+def test_template_runs_on_the_demo_model(demo_server, name):
+    picture = saved_picture(demo_server.url, run_prompt(demo_server.url, compile_template(demo_server.url, name)))
+    width, height = SAVED_SIZE[name]
+    assert picture.shape == (height, width, 3)
+    assert picture.std() > 10, "a generated picture is not a flat colour"
+    if name == "inpainting":
+        # ImageCompositeMasked keeps every pixel outside the transparent box exactly.
+        with Image.open(REPO_ROOT / "input" / "kiln-demo-inpaint.png") as example:
+            rgba = np.asarray(example.convert("RGBA"))
+        outside = rgba[..., 3] == 255
+        assert np.array_equal(picture[outside], rgba[..., :3][outside])
+        assert np.abs(picture[~outside].astype(int) - rgba[..., :3][~outside]).mean() > 20, "the masked box changed"
+    if name == "outpainting":
+        # The 32 px pad on the right is filled, not left as the grey fill, and continues the blue background.
+        pad = picture[:, 64:].reshape(-1, 3).astype(np.float32)
+        assert np.linalg.norm(pad - 127.5, axis=1).mean() > 60
+        assert np.argmax(np.median(pad, axis=0)) == 2
