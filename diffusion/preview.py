@@ -1,8 +1,9 @@
 """Step previews of the sampler's x0 prediction (comfy-compat §12): latent2rgb or the TAESD decoder.
 
-"taesd" needs the family's decoder file (models/vae_approx/taesd_decoder.safetensors for SD1/2);
-without it, or with a file that does not load, it falls back to latent2rgb with a warning, as
-ComfyUI does.
+latent2rgb uses the model's `latent_format` factors: its family's, or the checkpoint's own where
+its metadata carries them (`diffusion.latent_formats.PREVIEW_FACTORS_KEY`). "taesd" needs the
+family's decoder file (models/vae_approx/taesd_decoder.safetensors for SD1/2); without it, or with
+a file that does not load, it falls back to latent2rgb with a warning, as ComfyUI does.
 """
 
 from __future__ import annotations

@@ -13,9 +13,13 @@ The tool starts ``server.py`` on a free loopback port with that folder as its mo
 runs ComfyUI's default graph twice over HTTP + WebSocket (the second run with a new seed, so
 only KSampler, VAEDecode and SaveImage run again), and prints, per run: wall time (POST to the
 final ``executing {node: null}``), the time of each node (between ``executing`` events, as the
-client receives them), seconds per sampler step, VAE decode time; then the server's peak RSS
-(``VmHWM`` from ``/proc/<pid>/status``) and the load average, since other work on the machine
-moves the figures.
+client receives them), seconds per sampler step, VAE decode time, and the CPU seconds the
+server used during the run (user + system, from ``/proc/<pid>/stat``: on a machine shared
+with other work the wall time moves a lot, the CPU time much less); then the server's peak
+RSS (``VmHWM`` from ``/proc/<pid>/status``) and the load average.
+
+Environment variables reach the server, e.g. ``KILN_CPU_PREPACK=0`` to compare against
+unpacked bf16 weights (see ``diffusion/models/packing.py``).
 """
 
 from __future__ import annotations
@@ -121,8 +125,18 @@ def classic_graph(seed: int, size: int, steps: int, cfg: float, sampler: str, sc
     }
 
 
-async def run_once(session, url: str, socket, client_id: str, graph: dict) -> dict:
-    """Queue ``graph``; return the wall time and the per-node times from the ``executing`` events."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (0 where /proc is missing)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+async def run_once(session, url: str, socket, client_id: str, graph: dict, pid: int) -> dict:
+    """Queue ``graph``; return the wall and CPU time and the per-node times from the ``executing`` events."""
+    cpu_started = cpu_seconds(pid)
     started = time.perf_counter()
     async with session.post(url + "/prompt", json={"prompt": graph, "client_id": client_id}) as response:
         answer = await response.json()
@@ -151,7 +165,8 @@ async def run_once(session, url: str, socket, client_id: str, graph: dict) -> di
     if error:
         raise RuntimeError(error)
     nodes = {node: marks[i + 1][1] - at for i, (node, at) in enumerate(marks[:-1])}
-    return {"wall": marks[-1][1] - started, "nodes": nodes, "progress": progress}
+    return {"wall": marks[-1][1] - started, "cpu": cpu_seconds(pid) - cpu_started, "nodes": nodes,
+            "progress": progress}
 
 
 async def bench(args: argparse.Namespace) -> int:
@@ -172,7 +187,7 @@ async def bench(args: argparse.Namespace) -> int:
             runs = []
             for index, seed in enumerate((args.seed, args.seed + 1)):
                 graph = classic_graph(seed, args.size, args.steps, args.cfg, args.sampler, args.scheduler)
-                result = await run_once(session, kiln.url, socket, client_id, graph)
+                result = await run_once(session, kiln.url, socket, client_id, graph, kiln.process.pid)
                 runs.append(result)
                 report(index + 1, result, args.steps)
             await socket.close()
@@ -198,7 +213,8 @@ async def bench(args: argparse.Namespace) -> int:
 def report(number: int, result: dict, steps: int) -> None:
     nodes = result["nodes"]
     sampler = nodes.get("3", 0.0)
-    print(f"run {number}: wall {result['wall']:.2f} s; sampler {sampler:.2f} s ({sampler / steps:.2f} s/step"
+    print(f"run {number}: wall {result['wall']:.2f} s (server CPU {result['cpu']:.2f} s); "
+          f"sampler {sampler:.2f} s ({sampler / steps:.2f} s/step"
           + (f", {len(result['progress'])} progress events" if result["progress"] else "")
           + f"); VAE decode {nodes.get('8', 0.0):.2f} s")
     for node, seconds in nodes.items():

@@ -36,6 +36,9 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: no spinning threads on shared CPUs
+
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -50,7 +53,9 @@ from diffusion.demo.checkpoint import (  # noqa: E402
 )
 from diffusion.demo.dataset import evaluation_scenes, render, scene_batch  # noqa: E402
 from diffusion.demo.metrics import read_image, score_readings  # noqa: E402
+from diffusion.demo.preview_factors import autoencoder_preview_factors  # noqa: E402
 from diffusion.demo.text import build_text_encoder, encode_tokens, token_rows  # noqa: E402
+from diffusion.latent_formats import PREVIEW_FACTORS_KEY, SD15, preview_factors_json  # noqa: E402
 from diffusion.models.tokenizer import CLIPTokenizer  # noqa: E402
 from diffusion.models.unet import UNetModel  # noqa: E402
 from diffusion.models.vae import AutoencoderKL  # noqa: E402
@@ -320,11 +325,23 @@ def read_checkpoint(path: Path) -> dict[str, dict[str, Tensor]]:
     return parts
 
 
+def preview_factors_value(vae: AutoencoderKL) -> str:
+    """The checkpoint metadata value of the VAE's preview factors (fitted on demo scenes)."""
+    factors, bias = autoencoder_preview_factors(vae, SD15)
+    return preview_factors_json(factors, bias)
+
+
 def save_checkpoint(path: Path, ema: Diffusion, vae: AutoencoderKL, metadata: dict[str, str]) -> None:
-    """Write the fp16 SD1 single file atomically (a reader never sees half a file)."""
+    """Write the fp16 SD1 single file atomically (a reader never sees half a file).
+
+    The metadata also carries the latent2rgb preview factors of this VAE (its latent space is not
+    SD's, so SD1's factors would preview the wrong colours): fitted here unless ``metadata`` has them.
+    """
     from safetensors.torch import save_file
 
     state = sd1_state_dict(ema.unet, vae, ema.text.state_dict())
+    if PREVIEW_FACTORS_KEY not in metadata:
+        metadata = {**metadata, PREVIEW_FACTORS_KEY: preview_factors_value(vae)}
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")
     save_file(state, str(partial), metadata=metadata)
@@ -451,7 +468,8 @@ def main(argv: list[str] | None = None) -> dict:
     report["vae_ceiling"] = vae_ceiling(vae, device)
     log(f"VAE reconstructions of the evaluation scenes score {report['vae_ceiling']}")
 
-    metadata = {"kiln_demo": json.dumps({"settings": asdict(settings)}), "format": "pt"}
+    metadata = {"kiln_demo": json.dumps({"settings": asdict(settings)}), "format": "pt",
+                PREVIEW_FACTORS_KEY: preview_factors_value(vae)}  # the VAE is final: fit once for every save
     phase = time.time()
     ema = train_diffusion(settings, vae, images, tokens, device, args.out, metadata, args.save_every,
                           args.monitor_every, initial)

@@ -22,11 +22,13 @@ from torch import Tensor, nn
 
 from diffusion.devices import DeviceManager
 from diffusion.diffusion_model import DiffusionModel
+from diffusion.latent_formats import LatentFormat, with_file_preview_factors
 from diffusion.loading.detect import (
     TEXT_ENCODER_PREFIX, detect_family, detect_vae_config, unet_prefix, vae_prefix,
 )
 from diffusion.loading.errors import CheckpointError, UnsupportedModel
-from diffusion.loading.files import LazySafetensors, read_state_dict
+from diffusion.loading.files import LazySafetensors, file_metadata, read_state_dict
+from diffusion.models.packing import pack_module
 from diffusion.models.unet import UNetModel
 from diffusion.models.vae import AutoencoderKL
 from diffusion.vae_model import VAE
@@ -157,8 +159,17 @@ def diffusion_model_from_state_dict(state_dict: Mapping[str, Tensor], prefix: st
                         storage, devices.conv_memory_format(dtype))
     if weight_dtype is not None:
         _store_matrices_as(unet, weight_dtype)
+    if devices.pack_weights(dtype):
+        pack_module(unet)
     log.info("loaded %s UNet (%s prediction) from %s", family.name, family.prediction_type, source)
-    return DiffusionModel(unet, _model_sampling(family.prediction_type), family.latent_format, devices, family.name)
+    latent_format = _latent_format_of_file(family.latent_format, state_dict, source)
+    return DiffusionModel(unet, _model_sampling(family.prediction_type), latent_format, devices, family.name)
+
+
+def _latent_format_of_file(family_format: LatentFormat, state_dict: Mapping[str, Tensor],
+                           source: Path | str) -> LatentFormat:
+    """The family's latent format, with the preview factors the file's metadata may carry."""
+    return with_file_preview_factors(family_format, file_metadata(state_dict), source)
 
 
 def _store_matrices_as(module: nn.Module, dtype: torch.dtype) -> None:
@@ -176,6 +187,8 @@ def vae_from_state_dict(state_dict: Mapping[str, Tensor], prefix: str, devices: 
     storage = devices.storage_dtype(dtype)
     autoencoder = load_weights(AutoencoderKL, config, _for_conversion(state_dict, storage), prefix, source,
                                storage, devices.conv_memory_format(dtype))
+    if devices.pack_weights(dtype):
+        pack_module(autoencoder)
     return VAE(autoencoder, devices)
 
 

@@ -14,6 +14,10 @@ weights whichever runs first, and no copy of the whole model is ever made: only 
 layers exist twice (the original kept aside, on the CPU). This was chosen over a low-rank
 side path at compute time because the patched network then runs at full speed on every step
 and matches `W + strength·scale·up@down` exactly.
+
+A weight packed for oneDNN (`diffusion.models.packing`) is patched through its dense form;
+the layer packs the patched weight on its next call, and restoring puts the packed
+original back, so packed layers see exactly the weights unpacked ones would.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from diffusion.lora.adapters import Adapter
+from diffusion.models.packing import dense_weight
 
 _PATCHER_ATTRIBUTE = "_kiln_weight_patcher"
 _OFFLOAD = torch.device("cpu")
@@ -70,18 +75,17 @@ class WeightPatcher:
         signature = _signature(patches)
         if signature == self.applied:
             return
-        parameters = dict(self.module.named_parameters())
-        unknown = [name for name, _ in signature if name not in parameters]
+        unknown = [name for name, _ in signature if name not in dict(self.module.named_parameters())]
         if unknown:
             raise KeyError(f"weight patches for parameters the model does not have: {unknown[:5]}")
         # Normal tensors even when called under inference_mode, so the weights stay usable anywhere.
         with torch.inference_mode(False), torch.no_grad():
             self.restore()
+            parameters = dict(self.module.named_parameters())  # restoring may have replaced some
             for name, entries in signature:
-                parameter = parameters[name]
-                original = parameter.data
+                original = parameters[name].data
                 self.originals[name] = original.to(_OFFLOAD)
-                parameter.data = patched_weight(original, entries)
+                _set_parameter(self.module, name, patched_weight(dense_weight(original), entries))
         self.applied = signature
 
     def restore(self) -> None:
@@ -89,10 +93,20 @@ class WeightPatcher:
         parameters = dict(self.module.named_parameters())
         with torch.inference_mode(False), torch.no_grad():
             for name, original in self.originals.items():
-                parameter = parameters[name]
-                parameter.data = original.to(parameter.device)
+                _set_parameter(self.module, name, original.to(parameters[name].device))
         self.originals.clear()
         self.applied = ()
+
+
+def _set_parameter(module: nn.Module, name: str, tensor: Tensor) -> None:
+    """Put `tensor` in parameter `name` (a fresh Parameter when one side is packed: they cannot share)."""
+    owner_name, _, leaf = name.rpartition(".")
+    owner = module.get_submodule(owner_name) if owner_name else module
+    parameter = getattr(owner, leaf)
+    if parameter.is_mkldnn == tensor.is_mkldnn:
+        parameter.data = tensor
+    else:
+        setattr(owner, leaf, nn.Parameter(tensor, requires_grad=parameter.requires_grad))
 
 
 def weight_patcher(module: nn.Module) -> WeightPatcher:

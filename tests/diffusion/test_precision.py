@@ -15,6 +15,7 @@ from diffusion.devices import DeviceManager
 from diffusion.loading import load_checkpoint
 from diffusion.lora.adapters import LoRA
 from diffusion.lora.patching import WeightPatch, apply_weight_patches
+from diffusion.models.packing import dense_weight
 from diffusion.sampling.noise import prepare_noise
 from diffusion.sampling.pipeline import sample
 from tests.helpers.tiny_checkpoint import write_tiny_checkpoint
@@ -36,11 +37,13 @@ def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
 
 
 def test_bf16_mode_stores_unet_and_vae_weights_once_in_bf16_channels_last(fp16_checkpoint):
+    """Convolutions channels_last, or packed for oneDNN (`diffusion.models.packing`) where it can."""
     model, _, vae = load_checkpoint(fp16_checkpoint, BF16, output_clip=False)
     for module in (model.unet, vae.autoencoder):
         assert {p.dtype for p in module.parameters()} == {torch.bfloat16}
         convolutions = [p for p in module.parameters() if p.ndim == 4]
-        assert convolutions and all(p.is_contiguous(memory_format=torch.channels_last) for p in convolutions)
+        assert convolutions and all(p.is_mkldnn or p.is_contiguous(memory_format=torch.channels_last)
+                                    for p in convolutions)
     file_bytes = fp16_checkpoint.stat().st_size
     held = sum(p.numel() * p.element_size() for m in (model.unet, vae.autoencoder) for p in m.parameters())
     assert held <= file_bytes  # no float32 copy anywhere
@@ -96,7 +99,7 @@ def test_lora_on_bf16_weights_is_computed_in_fp32_and_restored_exactly(fp16_chec
     model, _, _ = load_checkpoint(fp16_checkpoint, BF16, output_clip=False)
     name = "input_blocks.1.1.proj_in.weight"  # a 1×1 convolution, stored channels_last
     parameter = dict(model.unet.named_parameters())[name]
-    original = parameter.detach().clone()
+    original = dense_weight(parameter).clone()  # the weight may be packed for oneDNN
     out_ch, in_ch = parameter.shape[:2]
     generator = torch.Generator().manual_seed(5)
     up, down = torch.randn(out_ch, 2, 1, 1, generator=generator), torch.randn(2, in_ch, 1, 1, generator=generator)
@@ -107,7 +110,8 @@ def test_lora_on_bf16_weights_is_computed_in_fp32_and_restored_exactly(fp16_chec
     assert patched.dtype == torch.bfloat16
     torch.testing.assert_close(patched, expected, rtol=0, atol=0)
     apply_weight_patches(model.unet, {})
-    torch.testing.assert_close(dict(model.unet.named_parameters())[name], original, rtol=0, atol=0)
+    restored = dense_weight(dict(model.unet.named_parameters())[name])
+    torch.testing.assert_close(restored, original, rtol=0, atol=0)
 
 
 def test_the_demo_model_draws_the_same_picture_in_bf16_and_fp32():

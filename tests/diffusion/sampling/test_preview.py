@@ -72,3 +72,86 @@ def test_taesd_falls_back_to_latent2rgb_without_a_loadable_decoder(tmp_path, cap
     save_file({"unrelated": torch.zeros(1)}, str(broken))
     assert isinstance(make_previewer(SD15, "taesd", broken), Latent2RGBPreviewer)
     assert "not a TAESD decoder" in caplog.text
+
+
+# -- preview factors carried by a checkpoint (diffusion.latent_formats.PREVIEW_FACTORS_KEY) ---------
+
+# Channel c of the latent drives colour c; the bias puts a zero latent at black (-1 in preview RGB).
+OWN_FACTORS = {"factors": [[1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 0, 0]], "bias": [-1, -1, -1]}
+
+
+def write_unet_and_vae(path, metadata: dict[str, str] | None = None) -> None:
+    """A checkpoint with a tiny SD1 UNet and VAE (no text encoder), carrying `metadata`."""
+    from safetensors.torch import save_file
+
+    from diffusion.models.unet import UNetModel
+    from diffusion.models.vae import AutoencoderKL
+    from tests.helpers.tiny_checkpoint import SD1_UNET, TINY_VAE
+
+    torch.manual_seed(0)
+    state = {"model.diffusion_model." + k: v for k, v in UNetModel(SD1_UNET).state_dict().items()}
+    state.update({"first_stage_model." + k: v for k, v in AutoencoderKL(TINY_VAE).state_dict().items()})
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path), metadata=metadata)
+
+
+def test_a_checkpoint_with_its_own_factors_previews_with_them(tmp_path):
+    import json
+
+    from diffusion.devices import DeviceManager
+    from diffusion.latent_formats import PREVIEW_FACTORS_KEY
+    from diffusion.loading import load_checkpoint, load_unet
+
+    path = tmp_path / "own-vae.safetensors"
+    write_unet_and_vae(path, {PREVIEW_FACTORS_KEY: json.dumps(OWN_FACTORS), "format": "pt"})
+    devices = DeviceManager(cpu=True)
+    model, _, vae = load_checkpoint(path, devices, output_clip=False)  # CheckpointLoaderSimple
+    unet_only = load_unet(path, devices)  # UNETLoader
+    for latent_format in (model.latent_format, vae.latent_format, unet_only.latent_format):
+        assert latent_format.latent_rgb_factors == tuple(tuple(map(float, row)) for row in OWN_FACTORS["factors"])
+        assert latent_format.scale_factor == SD15.scale_factor  # scaling stays the family's
+    # A latent that is 2 in channel 0 and 0 elsewhere: RGB (1, -1, -1), pure red.
+    x0 = torch.zeros(1, 4, 2, 3)
+    x0[:, 0] = 2.0
+    image = make_previewer(model.latent_format, "latent2rgb").decode(x0)
+    assert set(image.getdata()) == {(255, 0, 0)}
+    # SD1's own factors colour the same latent otherwise.
+    assert make_previewer(SD15, "latent2rgb").decode(x0).getpixel((0, 0)) != (255, 0, 0)
+
+
+def test_a_checkpoint_without_the_key_keeps_the_family_factors(tmp_path):
+    from diffusion.devices import DeviceManager
+    from diffusion.loading import load_unet
+
+    path = tmp_path / "plain.safetensors"
+    write_unet_and_vae(path, {"format": "pt"})
+    assert load_unet(path, DeviceManager(cpu=True)).latent_format == SD15
+
+
+@pytest.mark.parametrize("value", [
+    "not json",
+    '{"factors": [[1, 0, 0], [0, 1, 0], [0, 0, 1]]}',  # 3 rows for 4 latent channels
+    '{"factors": [[1, 0], [0, 1], [0, 0], [1, 1]]}',  # rows of two
+    '{"factors": [[1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 0, NaN]]}',
+    '{"factors": [[1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 0, 1e999]]}',
+    '{"factors": [[1, 0, 0], [0, 1, 0], [0, 0, 1], ["0", 0, 0]]}',
+    '{"factors": [[1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 0, 0]], "bias": [0, 0]}',
+    '[[1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 0, 0]]',
+])
+def test_a_malformed_key_is_ignored_with_a_warning(tmp_path, caplog, value):
+    from diffusion.devices import DeviceManager
+    from diffusion.latent_formats import PREVIEW_FACTORS_KEY
+    from diffusion.loading import load_unet
+
+    path = tmp_path / "odd.safetensors"
+    write_unet_and_vae(path, {PREVIEW_FACTORS_KEY: value})
+    assert load_unet(path, DeviceManager(cpu=True)).latent_format == SD15
+    assert f"ignoring {PREVIEW_FACTORS_KEY}" in caplog.text and "odd.safetensors" in caplog.text
+
+
+def test_preview_factors_json_round_trips():
+    from diffusion.latent_formats import parse_preview_factors, preview_factors_json
+
+    factors = torch.tensor(SDXL.latent_rgb_factors)
+    parsed, bias = parse_preview_factors(preview_factors_json(factors, SDXL.latent_rgb_factors_bias), 4)
+    assert parsed == SDXL.latent_rgb_factors and bias == SDXL.latent_rgb_factors_bias
+    assert parse_preview_factors(preview_factors_json(factors, None), 4)[1] is None
