@@ -8,8 +8,13 @@ and yields its URL. ``start_kiln`` starts further servers with other flags (auth
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+# Before torch loads: OpenMP threads that spin while waiting starve each other on a shared 2-core
+# machine (tests in-process ran 5-8x slower beside other work); server.py sets the same.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pytest
 
