@@ -92,3 +92,10 @@ def pair_caption(rng: random.Random, first, second, background) -> str:
 def canonical_caption(shape: str, colour: str, size: str, position: str, background: tuple[str, ...]) -> str:
     """The evaluation phrasing: ``"a large red circle in the top left on a blue background"``."""
     return f"a {size} {colour} {shape} {POSITION_PHRASES[position][0]} on a {background_phrase(background)}"
+
+
+def layout_free_caption(shapes: list[tuple[str, str]], background: tuple[str, ...]) -> str:
+    """What is drawn without where or how big (``"a red star on a blue background"``): the prompt
+    for a ControlNet, whose hint alone gives the layout. ``shapes``: ``(shape, colour)`` pairs."""
+    nouns = " and ".join(f"a {colour} {shape}" for shape, colour in shapes)
+    return f"{nouns} on a {background_phrase(background)}"

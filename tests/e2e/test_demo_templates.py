@@ -5,10 +5,7 @@
 ``/workflow_templates``, compiled by ``/workflow/compile`` against the server's ``/object_info``,
 validated and run by ``/prompt``, and its saved picture is checked for what the template promises.
 
-The ControlNet template runs on ``models/controlnet/kiln-demo-edges.safetensors`` when that file
-exists; otherwise on a freshly initialised ControlNet of the demo UNet's shape written under the
-same name (zeroed output convolutions, as training starts: it changes nothing, so the run checks
-the wiring, not the training).
+The ControlNet template runs on the shipped ``models/controlnet/kiln-demo-edges.safetensors``.
 """
 
 from __future__ import annotations
@@ -38,32 +35,13 @@ SAVED_SIZE = {"inpainting": (64, 64), "outpainting": (96, 64), "area_composition
 pytestmark = pytest.mark.timeout(600)
 
 
-def write_fresh_controlnet(path: Path) -> None:
-    """A ControlNet for the demo UNet as training starts it: encoder copied shape-wise, outputs zeroed."""
-    import torch
-    from safetensors.torch import save_file
-
-    from diffusion.controlnet.model import ControlNetModel, zero_init
-    from diffusion.demo.checkpoint import DEMO_UNET
-
-    torch.manual_seed(0)
-    control = zero_init(ControlNetModel(DEMO_UNET))
-    state = {"control_model." + key: value.detach().to(torch.float16).contiguous()
-             for key, value in control.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(path))
-
-
 @pytest.fixture(scope="module")
 def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KilnProcess]:
     base = tmp_path_factory.mktemp("demo-templates")
     (base / "models" / "checkpoints").mkdir(parents=True)
     (base / "models" / "checkpoints" / CHECKPOINT.name).symlink_to(CHECKPOINT)
-    if CONTROLNET.is_file():
-        (base / "models" / "controlnet").mkdir(parents=True)
-        (base / "models" / "controlnet" / CONTROLNET.name).symlink_to(CONTROLNET)
-    else:
-        write_fresh_controlnet(base / "models" / "controlnet" / CONTROLNET.name)
+    (base / "models" / "controlnet").mkdir(parents=True)
+    (base / "models" / "controlnet" / CONTROLNET.name).symlink_to(CONTROLNET)
     (base / "input").mkdir()
     for name in INPUTS:  # a fresh clone has these in input/, the server's default input folder
         shutil.copy(REPO_ROOT / "input" / name, base / "input" / name)
