@@ -31,8 +31,9 @@ import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable
 from copy import deepcopy
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
 from pathlib import Path
 
@@ -83,6 +84,7 @@ class Settings:
     high_noise_share: float = 0.3
     high_noise_from: int = 600
     snr_weight_cap: float = 5.0
+    freeze_text: bool = False
     vae_minutes: float = 0.0
     minutes: float = 0.0
 
@@ -264,14 +266,17 @@ def sample_timesteps(count: int, settings: Settings, generator: torch.Generator,
     return torch.where(pick_high, high, uniform)
 
 
-def diffusion_loss(model: Diffusion, x0: Tensor, tokens: Tensor, alphas_cumprod: Tensor, settings: Settings,
-                   generator: torch.Generator) -> Tensor:
-    """eps-prediction MSE weighted by min(1 + sigma², cap) (x0-space error, capped at low SNR)."""
+def diffusion_loss(predict: Callable[[Tensor, Tensor], Tensor], x0: Tensor, alphas_cumprod: Tensor,
+                   settings: Settings, generator: torch.Generator) -> Tensor:
+    """eps-prediction MSE weighted by min(1 + sigma², cap) (x0-space error, capped at low SNR).
+
+    ``predict(noisy, timesteps)`` is the model with its conditioning already bound.
+    """
     timesteps = sample_timesteps(x0.shape[0], settings, generator, x0.device)
     alpha_bar = alphas_cumprod[timesteps].view(-1, 1, 1, 1)
     noise = torch.randn(x0.shape, generator=generator, device=x0.device)
     noisy = alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * noise
-    prediction = model(noisy, timesteps.float(), tokens)
+    prediction = predict(noisy, timesteps.float())
     weight = (1.0 / alpha_bar.view(-1)).clamp(max=settings.snr_weight_cap)
     per_sample = (prediction - noise).square().mean(dim=(1, 2, 3))
     return (weight * per_sample).sum() / weight.sum()
@@ -313,6 +318,13 @@ def monitor(ema: Diffusion, vae: AutoencoderKL, tokenizer: CLIPTokenizer, device
     return score_readings(readings, [_expected(scene) for scene in scenes])
 
 
+@torch.no_grad()
+def encode_all_tokens(text: nn.Module, tokens: Tensor, batch: int = 1024) -> Tensor:
+    """The frozen text encoder's context for every token row, stored as fp16 ``[N, 77, width]``."""
+    return torch.cat([encode_tokens(text, tokens[start : start + batch]).half()
+                      for start in range(0, tokens.shape[0], batch)])
+
+
 def read_checkpoint(path: Path) -> dict[str, dict[str, Tensor]]:
     """The parts of a demo checkpoint as float32 state dicts: ``{"unet", "vae", "text"}``."""
     from safetensors.torch import load_file
@@ -323,6 +335,17 @@ def read_checkpoint(path: Path) -> dict[str, dict[str, Tensor]]:
             if key.startswith(prefix):
                 parts[part][key[len(prefix):]] = value.float()
     return parts
+
+
+def load_demo_parts(path: Path) -> tuple[Diffusion, AutoencoderKL]:
+    """A demo checkpoint's UNet + text encoder (as ``Diffusion``) and VAE: fp32, eval mode, frozen."""
+    parts = read_checkpoint(path)
+    model = Diffusion()
+    model.unet.load_state_dict(parts["unet"])
+    model.text.load_state_dict(parts["text"])
+    vae = AutoencoderKL(DEMO_VAE)
+    vae.load_state_dict(parts["vae"])
+    return model.eval().requires_grad_(False), vae.eval().requires_grad_(False)
 
 
 def preview_factors_value(vae: AutoencoderKL) -> str:
@@ -366,7 +389,15 @@ def train_diffusion(settings: Settings, vae: AutoencoderKL, images: Tensor, toke
         model.text.load_state_dict(initial["text"])
     model = model.to(device)
     ema = deepcopy(model).eval().requires_grad_(False)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=0.01)
+    if settings.freeze_text:
+        # The text encoder's output is then fixed per caption: computing it once for the pool
+        # halves the cost of a step on a CPU.
+        model.text.requires_grad_(False).eval()
+        contexts = encode_all_tokens(model.text, tokens)
+        empty_context = encode_tokens(model.text, empty)
+        log(f"text encoder frozen; contexts of {contexts.shape[0]} captions cached")
+    optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=settings.lr,
+                                  weight_decay=0.01)
     generator = torch.Generator(device).manual_seed(settings.seed + 3)
     started = time.time()
     step = 0
@@ -380,10 +411,13 @@ def train_diffusion(settings: Settings, vae: AutoencoderKL, images: Tensor, toke
         index = torch.randint(0, images.shape[0], (settings.batch,), generator=generator, device=device)
         x0 = (latent_mean[index] + latent_std[index] * torch.randn(
             latent_mean[index].shape, generator=generator, device=device)) * SD1_LATENT_SCALE
-        batch_tokens = tokens[index]
         drop = torch.rand(settings.batch, generator=generator, device=device) < settings.uncond_share
-        batch_tokens = torch.where(drop[:, None], empty, batch_tokens)
-        loss = diffusion_loss(model, x0, batch_tokens, alphas_cumprod, settings, generator)
+        if settings.freeze_text:
+            context = torch.where(drop[:, None, None], empty_context, contexts[index].float())
+            loss = diffusion_loss(lambda x, t: model.unet(x, t, context), x0, alphas_cumprod, settings, generator)
+        else:
+            batch_tokens = torch.where(drop[:, None], empty, tokens[index])
+            loss = diffusion_loss(lambda x, t: model(x, t, batch_tokens), x0, alphas_cumprod, settings, generator)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -405,11 +439,29 @@ def train_diffusion(settings: Settings, vae: AutoencoderKL, images: Tensor, toke
 # --- command line --------------------------------------------------------------------------------
 
 
-def parse_args(argv: list[str] | None = None) -> tuple[Settings, argparse.Namespace]:
-    defaults = Settings()
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def _boolean(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, not {text!r}")
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser, defaults: object) -> None:
+    """One ``--flag`` per field of a settings dataclass, typed and defaulted by the field's value."""
     for name, value in asdict(defaults).items():
-        parser.add_argument("--" + name.replace("_", "-"), type=type(value), default=value)
+        kind = _boolean if isinstance(value, bool) else type(value)
+        parser.add_argument("--" + name.replace("_", "-"), type=kind, default=value)
+
+
+def settings_from(args: argparse.Namespace, kind: type) -> object:
+    """The settings dataclass ``kind`` filled from parsed ``add_settings_arguments`` flags."""
+    return kind(**{field.name: getattr(args, field.name) for field in fields(kind)})
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[Settings, argparse.Namespace]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_settings_arguments(parser, Settings())
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="checkpoint to write")
     parser.add_argument("--vae-in", type=Path, default=None, help="reuse a trained VAE (.pt from --vae-out)")
     parser.add_argument("--init-from", type=Path, default=None,
@@ -424,8 +476,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, argparse.Namesp
     parser.add_argument("--pool-file", type=Path, default=None,
                         help="cache of the drawn pool (.npz): read when present, else written")
     args = parser.parse_args(argv)
-    settings = Settings(**{name: getattr(args, name) for name in asdict(defaults)})
-    return settings, args
+    return settings_from(args, Settings), args
 
 
 def main(argv: list[str] | None = None) -> dict:

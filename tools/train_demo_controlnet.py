@@ -39,17 +39,18 @@ if str(ROOT) not in sys.path:
 
 from diffusion.controlnet.model import ControlNetModel, zero_init  # noqa: E402
 from diffusion.demo.captions import layout_free_caption  # noqa: E402
-from diffusion.demo.checkpoint import DEMO_UNET, DEMO_VAE, SD1_LATENT_SCALE  # noqa: E402
+from diffusion.demo.checkpoint import DEMO_UNET, SD1_LATENT_SCALE  # noqa: E402
 from diffusion.demo.dataset import Scene, evaluation_scenes, render, render_mask, scene_batch  # noqa: E402
 from diffusion.demo.metrics import foreground_mask  # noqa: E402
-from diffusion.demo.text import build_text_encoder, encode_tokens, token_rows  # noqa: E402
+from diffusion.demo.text import encode_tokens, token_rows  # noqa: E402
 from diffusion.models.tokenizer import CLIPTokenizer  # noqa: E402
 from diffusion.models.unet import UNetModel  # noqa: E402
 from diffusion.models.vae import AutoencoderKL  # noqa: E402
 from diffusion.preprocess import canny  # noqa: E402
 from diffusion.sampling.model_sampling import ModelSamplingDiscrete  # noqa: E402
 from tools.train_demo import (  # noqa: E402
-    encode_pool, learning_rate, log, progress, read_checkpoint, to_uint8, update_ema,
+    add_settings_arguments, encode_pool, learning_rate, load_demo_parts, log, progress, settings_from, to_uint8,
+    update_ema,
 )
 
 DEFAULT_CHECKPOINT = ROOT / "models" / "checkpoints" / "kiln-demo.safetensors"
@@ -250,10 +251,8 @@ def train(settings: Settings, unet: UNetModel, text: torch.nn.Module, vae: Autoe
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[Settings, argparse.Namespace]:
-    defaults = Settings()
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    for name, value in asdict(defaults).items():
-        parser.add_argument("--" + name.replace("_", "-"), type=type(value), default=value)
+    add_settings_arguments(parser, Settings())
     parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="the demo checkpoint it controls")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="ControlNet file to write")
     parser.add_argument("--pool-file", type=Path, default=None,
@@ -264,7 +263,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, argparse.Namesp
     parser.add_argument("--monitor-every", type=int, default=0, help="sample and score every N steps (0: never)")
     parser.add_argument("--monitor-count", type=int, default=0, help="scenes the final monitor scores (0: none)")
     args = parser.parse_args(argv)
-    return Settings(**{name: getattr(args, name) for name in asdict(defaults)}), args
+    return settings_from(args, Settings), args
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -272,15 +271,8 @@ def main(argv: list[str] | None = None) -> dict:
     wall_start = time.time()
     torch.set_num_threads(args.threads)
     log(f"settings {asdict(settings)}")
-    parts = read_checkpoint(args.checkpoint)
-    unet = UNetModel(DEMO_UNET)
-    unet.load_state_dict(parts["unet"])
-    text = build_text_encoder()
-    text.load_state_dict(parts["text"])
-    vae = AutoencoderKL(DEMO_VAE)
-    vae.load_state_dict(parts["vae"])
-    for module in (unet, text, vae):
-        module.eval().requires_grad_(False)
+    diffusion, vae = load_demo_parts(args.checkpoint)
+    unet, text = diffusion.unet, diffusion.text
 
     metadata = {"kiln_demo_controlnet": json.dumps({"settings": asdict(settings), "hint": "Canny 0.4/0.8",
                                                     "checkpoint": args.checkpoint.name})}

@@ -45,15 +45,15 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from diffusion.demo.checkpoint import DEMO_VAE, SD1_LATENT_SCALE  # noqa: E402
+from diffusion.demo.checkpoint import SD1_LATENT_SCALE  # noqa: E402
 from diffusion.demo.lora_data import EXTRA_COLOURS, colour_scene_batch, read_colour  # noqa: E402
 from diffusion.demo.text import token_rows  # noqa: E402
 from diffusion.models.tokenizer import CLIPTokenizer  # noqa: E402
 from diffusion.models.vae import AutoencoderKL  # noqa: E402
 from diffusion.sampling.model_sampling import ModelSamplingDiscrete  # noqa: E402
 from tools.train_demo import (  # noqa: E402
-    Diffusion, diffusion_loss, encode_pool, learning_rate, log, progress, read_checkpoint, render_pool, to_pixels,
-    to_uint8,
+    add_settings_arguments, diffusion_loss, encode_pool, learning_rate, load_demo_parts, log, progress,
+    render_pool, settings_from, to_pixels, to_uint8,
 )
 
 DEFAULT_CHECKPOINT = ROOT / "models" / "checkpoints" / "kiln-demo.safetensors"
@@ -217,22 +217,11 @@ def _share_read_as(pictures: np.ndarray, colour: str) -> float:
 # --- training ------------------------------------------------------------------------------------
 
 
-def load_frozen(checkpoint: Path) -> tuple[Diffusion, AutoencoderKL]:
-    """The checkpoint's UNet + text encoder (``train_demo.Diffusion``) and VAE, fp32, frozen."""
-    parts = read_checkpoint(checkpoint)
-    model = Diffusion()
-    model.unet.load_state_dict(parts["unet"])
-    model.text.load_state_dict(parts["text"])
-    vae = AutoencoderKL(DEMO_VAE)
-    vae.load_state_dict(parts["vae"])
-    return model.requires_grad_(False), vae.eval().requires_grad_(False)
-
-
 def train(settings: Settings, checkpoint: Path) -> tuple[dict[str, Tensor], dict]:
     """Train the adapters; returns the kohya state dict and a report (steps, seconds, losses)."""
     torch.manual_seed(settings.seed)
     tokenizer = CLIPTokenizer()
-    model, vae = load_frozen(checkpoint)
+    model, vae = load_demo_parts(checkpoint)
     started = time.time()
     colour_images, _, colour_tokens = colour_pool(settings.seed, settings.colour_pool, settings.colour, tokenizer)
     base_images, _, base_tokens = render_pool(settings.seed, settings.pool, 1)
@@ -282,7 +271,7 @@ def train(settings: Settings, checkpoint: Path) -> tuple[dict[str, Tensor], dict
         tokens = torch.cat([colour_tokens[pick_colour], base_tokens[pick_base]])
         drop = torch.rand(settings.batch, generator=generator) < settings.uncond_share
         tokens = torch.where(drop[:, None], empty, tokens)
-        loss = diffusion_loss(model, x0, tokens, alphas_cumprod, settings, generator)
+        loss = diffusion_loss(lambda x, t: model(x, t, tokens), x0, alphas_cumprod, settings, generator)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(parameters, 1.0)
@@ -303,17 +292,15 @@ def train(settings: Settings, checkpoint: Path) -> tuple[dict[str, Tensor], dict
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[Settings, argparse.Namespace]:
-    defaults = Settings()
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    for name, value in asdict(defaults).items():
-        parser.add_argument("--" + name.replace("_", "-"), type=type(value), default=value)
+    add_settings_arguments(parser, Settings())
     parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="the demo checkpoint to adapt")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="LoRA file to write")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--evaluate", action="store_true",
                         help="then measure it through the nodes (tools/eval_demo_lora.py, default settings)")
     args = parser.parse_args(argv)
-    settings = Settings(**{name: getattr(args, name) for name in asdict(defaults)})
+    settings = settings_from(args, Settings)
     if settings.colour not in EXTRA_COLOURS:
         parser.error(f"--colour must be one of {sorted(EXTRA_COLOURS)}")
     return settings, args

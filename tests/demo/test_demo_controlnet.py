@@ -15,8 +15,8 @@ from safetensors import safe_open
 
 from diffusion.controlnet.load import load_controlnet
 from diffusion.demo.checkpoint import DEMO_UNET
-from diffusion.models.unet import UNetModel
 from tools import train_demo_controlnet as tool
+from tools.train_demo import load_demo_parts
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_CHECKPOINT = ROOT / "models" / "checkpoints" / "kiln-demo.safetensors"
@@ -31,14 +31,8 @@ class CPU:
 
 @pytest.fixture(scope="module")
 def demo_parts():
-    parts = tool.read_checkpoint(SHIPPED_CHECKPOINT)
-    unet = UNetModel(DEMO_UNET)
-    unet.load_state_dict(parts["unet"])
-    text = tool.build_text_encoder()
-    text.load_state_dict(parts["text"])
-    vae = tool.AutoencoderKL(tool.DEMO_VAE)
-    vae.load_state_dict(parts["vae"])
-    return unet.eval(), text.eval(), vae.eval()
+    diffusion, vae = load_demo_parts(SHIPPED_CHECKPOINT)
+    return diffusion.unet, diffusion.text, vae
 
 
 def test_a_new_controlnet_copies_the_encoder_and_changes_nothing(demo_parts):

@@ -14,6 +14,7 @@ from safetensors import safe_open
 from diffusion.demo.checkpoint import SD1_LATENT_SCALE, TEXT_PREFIX, UNET_PREFIX, VAE_PREFIX, fold_latent_normalisation
 from diffusion.demo.dataset import scene_batch
 from diffusion.models.vae import AutoencoderKL, VAEConfig
+from tools.train_demo import parse_args
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(900)
@@ -108,3 +109,28 @@ def test_folding_the_latent_normalisation_keeps_reconstructions():
     torch.testing.assert_close(logvar_after, logvar_before + 2 * torch.log(4.0 / std.double()).view(1, 4, 1, 1),
                                rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(vae.decode(mean_after), decoded_before, rtol=1e-9, atol=1e-9)
+
+
+def test_continuing_with_a_frozen_text_encoder_trains_only_the_unet(trained, tmp_path):
+    """``--init-from`` keeps the VAE; ``--freeze-text true`` also keeps the text encoder bit for bit."""
+    from safetensors.torch import load_file
+
+    start, _, _ = trained
+    out = tmp_path / "continued.safetensors"
+    command = [sys.executable, str(ROOT / "tools" / "train_demo.py"), "--init-from", str(start), "--freeze-text", "true",
+               "--steps", "3", "--pool", str(POOL), "--seed", str(SEED), "--batch", "8", "--lr", "1e-2",
+               "--warmup", "1", "--ema", "0", "--out", str(out), "--save-every", "0"]
+    completed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=280)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert json.loads(completed.stdout.strip().splitlines()[-1])["settings"]["freeze_text"] is True
+    before, after = load_file(str(start)), load_file(str(out))
+    assert before.keys() == after.keys()
+    changed = {key for key in before if not torch.equal(before[key], after[key])}
+    assert changed and all(key.startswith(UNET_PREFIX) for key in changed)
+
+
+def test_boolean_settings_read_true_and_false_and_refuse_anything_else():
+    assert parse_args(["--freeze-text", "false"])[0].freeze_text is False
+    assert parse_args(["--freeze-text", "True"])[0].freeze_text is True
+    with pytest.raises(SystemExit):
+        parse_args(["--freeze-text", "maybe"])
