@@ -155,6 +155,32 @@ def sweep_settings() -> list[SamplerSettings]:
     return candidates
 
 
+def add_run_arguments(parser: argparse.ArgumentParser, cpu_flag: bool = True) -> None:
+    """The options every demo evaluator shares: where the report goes and how torch runs."""
+    parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    if cpu_flag:
+        parser.add_argument("--cpu", action="store_true", help="run on the CPU even when a GPU is present")
+    parser.add_argument("--cpu-precision", choices=["auto", "bf16", "fp32"], default="auto",
+                        help="CPU compute dtype, as the server's --cpu-bf16/--cpu-fp32 (default: the server's auto)")
+
+
+def start_torch(args: argparse.Namespace) -> None:
+    """Quiet progress bars and the requested thread count; torch is imported only now."""
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+
+def write_report(results: Any, path: Path | None) -> None:
+    """Save the results as indented JSON when ``--json`` asked for it."""
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(results, indent=2))
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", default=CHECKPOINT_NAME, help="name inside models/checkpoints")
@@ -168,18 +194,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--no-cfg1", action="store_true", help="skip the comparison run at cfg = 1")
     parser.add_argument("--sweep", action="store_true", help="score every candidate setting")
     parser.add_argument("--grid", type=Path, default=None, help="save the pictures of the first run here")
-    parser.add_argument("--json", type=Path, default=None, help="write the results here")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    parser.add_argument("--cpu", action="store_true", help="run on the CPU even when a GPU is present")
-    parser.add_argument("--cpu-precision", choices=["auto", "bf16", "fp32"], default="auto",
-                        help="CPU compute dtype, as the server's --cpu-bf16/--cpu-fp32 (default: the server's auto)")
+    add_run_arguments(parser)
     args = parser.parse_args(argv)
-    os.environ.setdefault("TQDM_DISABLE", "1")
-
-    import torch
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    start_torch(args)
     chosen = SamplerSettings(args.steps, args.cfg, args.sampler, args.scheduler)
     runs = sweep_settings() if args.sweep else [chosen]
     if not args.sweep and not args.no_cfg1 and chosen.cfg != 1.0:
@@ -195,9 +212,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             print(json.dumps(result), flush=True)
             if number == 0 and args.grid is not None:
                 save_grid(images, args.grid)
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2))
+    write_report(results, args.json)
     return results
 
 

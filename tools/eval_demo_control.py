@@ -61,7 +61,10 @@ from diffusion.demo.editing import (  # noqa: E402
     background_name, box_mask, halves, mean_change, psnr, read_region, replacement, replacement_caption, shape_iou,
 )
 from diffusion.demo.metrics import read_image  # noqa: E402
-from eval_demo import CHECKPOINT_NAME, DEFAULT_SETTINGS, DemoWorkflow, SamplerSettings, node_context, run_node  # noqa: E402
+from tools.eval_demo import (  # noqa: E402
+    CHECKPOINT_NAME, DEFAULT_SETTINGS, DemoWorkflow, SamplerSettings, add_run_arguments, node_context, run_node,
+    start_torch, write_report,
+)
 
 CONTROLNET_NAME = "kiln-demo-edges.safetensors"
 BLOCKS = ("inpaint", "outpaint", "area", "controlnet")
@@ -339,17 +342,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--count", type=int, default=54, help="cases per block")
     parser.add_argument("--seed", type=int, default=1000)
     parser.add_argument("--noise-mask-denoise", type=float, default=1.0, help="KSampler denoise of the noise-mask variant")
-    parser.add_argument("--json", type=Path, default=None, help="write the results here")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    parser.add_argument("--cpu", action="store_true", help="run on the CPU even when a GPU is present")
-    parser.add_argument("--cpu-precision", choices=["auto", "bf16", "fp32"], default="auto")
+    add_run_arguments(parser)
     args = parser.parse_args(argv)
-    os.environ.setdefault("TQDM_DISABLE", "1")
-
-    import torch
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    start_torch(args)
     settings = DEFAULT_SETTINGS
     scenes = evaluation_scenes(args.count)
     results: dict[str, Any] = {"settings": asdict(settings), "checkpoint": args.checkpoint, "seed": args.seed}
@@ -368,9 +363,7 @@ def main(argv: list[str] | None = None) -> dict:
             results[block] = runs[block]()
             print(json.dumps(results[block]), flush=True)
     print(json.dumps(results, indent=2), flush=True)
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2))
+    write_report(results, args.json)
     return results
 
 

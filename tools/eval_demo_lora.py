@@ -27,7 +27,6 @@ import argparse
 import copy
 import json
 import logging
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -43,7 +42,9 @@ if str(ROOT) not in sys.path:
 from diffusion.demo.dataset import evaluation_scenes  # noqa: E402
 from diffusion.demo.lora_data import colour_distance, colour_prompts, read_colour  # noqa: E402
 from diffusion.demo.metrics import read_image, score_readings  # noqa: E402
-from tools.eval_demo import DEFAULT_SETTINGS, DemoWorkflow, SamplerSettings, node_context, save_grid  # noqa: E402
+from tools.eval_demo import (  # noqa: E402
+    DEFAULT_SETTINGS, DemoWorkflow, SamplerSettings, add_run_arguments, node_context, save_grid, start_torch, write_report,
+)
 
 DEFAULT_LORA = ROOT / "models" / "loras" / "kiln-demo-pink.safetensors"
 DEFAULT_CHECKPOINT = ROOT / "models" / "checkpoints" / "kiln-demo.safetensors"
@@ -164,16 +165,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=1000)
     parser.add_argument("--strength", type=float, default=1.0, help="strength_model and strength_clip")
     parser.add_argument("--grid", type=Path, default=None, help="save the pictures here (rows: without, with)")
-    parser.add_argument("--json", type=Path, default=None, help="write the results here")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    parser.add_argument("--cpu-precision", choices=["auto", "bf16", "fp32"], default="auto")
+    add_run_arguments(parser, cpu_flag=False)
     args = parser.parse_args(argv)
-    os.environ.setdefault("TQDM_DISABLE", "1")
-
-    import torch
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    start_torch(args)
     started = time.perf_counter()
     with node_context(ROOT / "models", cpu=True, cpu_precision=args.cpu_precision):
         lora_name, checkpoint_name = register_files(args.lora, args.checkpoint)
@@ -197,9 +191,7 @@ def main(argv: list[str] | None = None) -> dict:
                 base_pictures[: args.base_count], base_pictures[args.base_count :]]
         blank = np.zeros_like(colour_pictures[0])
         save_grid([image for row in rows for image in row + [blank] * (columns - len(row))], args.grid, columns)
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2))
+    write_report(result, args.json)
     print(f"measured in {result['seconds']} s", flush=True)
     return result
 
