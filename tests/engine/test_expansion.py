@@ -7,7 +7,7 @@ import contextvars
 import pytest
 
 from engine.expansion import ExecutionBlocker, GraphBuilder, add_graph_prefix, prefix_scope
-from tests.helpers.engine_harness import Harness, harness_fixture  # noqa: F401 -- provides the "harness" fixture
+from tests.helpers.engine_harness import Harness
 
 
 def show(source: str) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from engine.context import current_context
-from tests.helpers.engine_harness import Harness, harness_fixture  # noqa: F401 -- provides the "harness" fixture
+from tests.helpers.engine_harness import Harness
 
 
 def const(value) -> dict:

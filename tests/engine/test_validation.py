@@ -8,7 +8,7 @@ import pytest
 
 from engine.registry import NodeRegistry
 from engine.validation import types_compatible, validate_prompt
-from tests.helpers.engine_harness import ANY, AnyType, Harness, harness_fixture  # noqa: F401 -- provides the "harness" fixture
+from tests.helpers.engine_harness import ANY, AnyType, Harness
 
 
 def show(source: str, slot: int = 0) -> dict:

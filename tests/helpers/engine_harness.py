@@ -12,8 +12,6 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-import pytest
-
 from engine.cache import CachePolicy, KeepLastPrompt
 from engine.context import InterruptFlag, current_context
 from engine.executor import ExecutionResult, Executor
@@ -246,9 +244,3 @@ class Harness:
         sink = RecordingSink()
         result = self.executor.execute(prompt, f"prompt-{self.prompt_count}", extra_data or {}, outputs or [], sink, self.interrupt)
         return Run(result, sink, validation)
-
-
-@pytest.fixture(name="harness")
-def harness_fixture() -> Harness:
-    """A fresh ``Harness``; import ``harness_fixture`` into a test module to use ``harness``."""
-    return Harness()

@@ -8,53 +8,19 @@ are on screen and what the graph holds, so nothing is clicked blind.
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-import playwright.sync_api as playwright_api
+from tests.web.editor_page import open_editor, type_into_widget, widget_point
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 REPO_MODELS = Path(__file__).resolve().parents[2] / "models"
 DEMO_CHECKPOINT = REPO_MODELS / "checkpoints" / "kiln-demo.safetensors"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
-VIEWPORT = {"width": 1400, "height": 820}
 IMAGE_APPEARS_MS = 90_000  # the first run imports torch, slow on a loaded machine
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    with playwright_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@contextlib.contextmanager
-def open_editor(browser, url: str, **context_options):
-    """A fresh browser context (empty localStorage) on the editor at ``url``; fails on page errors."""
-    context = browser.new_context(viewport=VIEWPORT, **context_options)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(url + "/")
-    assert page.evaluate("window.kiln.ready") is True
-    yield page
-    context.close()
-    assert errors == [], f"uncaught errors in the page: {errors}"
-
-
-@pytest.fixture
-def page(browser, kiln_server: str):
-    with open_editor(browser, kiln_server) as page:
-        yield page
 
 
 def node_types(page) -> list[str]:
@@ -118,19 +84,6 @@ def link_shape(prompt: dict) -> list[tuple]:
                   for entry in prompt.values() for name, value in entry["inputs"].items() if isinstance(value, list))
 
 
-def widget_point(page, node_id: int, widget_name: str, where: str = "centre") -> tuple[float, float]:
-    """Page point of a widget row: its centre, or its ``left``/``right`` arrow."""
-    return tuple(page.evaluate("""async ([nodeId, name, where]) => {
-        const { layoutNode } = await import("/view/layout.js");
-        const graph = kiln.graph;
-        const node = graph.node(nodeId);
-        const row = layoutNode(graph, node, Boolean(kiln.editor.status.get(String(nodeId))?.images?.length))
-            .widgets.find((candidate) => candidate.widget.name === name);
-        const x = where === "left" ? row.x + 8 : where === "right" ? row.x + row.w - 8 : row.x + row.w / 2;
-        return kiln.graphToPage([x, row.y + row.h / 2]);
-    }""", [node_id, widget_name, where]))
-
-
 def drag_link(page, origin: int, output: int, target: int, input_slot: int) -> None:
     start = page.evaluate(f"kiln.slotToPage({origin}, false, {output})")
     end = page.evaluate(f"kiln.slotToPage({target}, true, {input_slot})")
@@ -139,12 +92,6 @@ def drag_link(page, origin: int, output: int, target: int, input_slot: int) -> N
     page.mouse.move((start[0] + end[0]) / 2, (start[1] + end[1]) / 2, steps=4)
     page.mouse.move(*end, steps=4)
     page.mouse.up()
-
-
-def type_into_widget(page, node_id: int, widget_name: str, text: str, multiline: bool = False) -> None:
-    page.mouse.click(*widget_point(page, node_id, widget_name))
-    page.fill("[data-testid=widget-editor]", text)
-    page.keyboard.press("Control+Enter" if multiline else "Enter")
 
 
 def build_default_graph(page) -> dict[str, int]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.kiln_server import launch
-from tests.web.test_editor_browser import browser, open_editor, page, type_into_widget  # noqa: F401 (fixtures)
+from tests.web.editor_page import open_editor, type_into_widget
 
 REPO = Path(__file__).resolve().parents[2]
 SUBGRAPH_WORKFLOW = REPO / "tests" / "fixtures" / "workflows" / "subgraph_nested.json"
@@ -189,7 +189,7 @@ def test_link_context_menu_adds_a_reroute(page) -> None:
     link_id = page.evaluate("kiln.graph.links()[0].jsonId")
     page.mouse.click(*link_point(page, link_id), button="right")
     page.click("[data-testid=context-menu] >> text=Add reroute")
-    assert page.evaluate(f"kiln.graph.reroutes().map((r) => r.linkIds)") == [[link_id]]
+    assert page.evaluate("kiln.graph.reroutes().map((r) => r.linkIds)") == [[link_id]]
     assert page.evaluate(f"kiln.graph.link({link_id}).parentId") == page.evaluate("kiln.graph.reroutes()[0].jsonId")
 
 
