@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from . import deis, dpm_solver, er_sde, sa_solver, samplers, samplers_cfg_pp, samplers_extra, samplers_res, samplers_seeds, uni_pc
 from .names import DISCARD_PENULTIMATE_SIGMA_SAMPLERS, IMPLEMENTED_SAMPLERS
 
-SamplerFunction = Callable[..., "torch.Tensor"]  # noqa: F821 (documentation only)
+if TYPE_CHECKING:
+    import torch
+
+SamplerFunction = Callable[..., "torch.Tensor"]
 
 SAMPLER_FUNCTIONS: dict[str, SamplerFunction] = {
     "euler": samplers.sample_euler,

@@ -15,7 +15,7 @@ import torch
 from diffusion.devices import DeviceManager
 from diffusion.loading import load_checkpoint
 from diffusion.lora.adapters import LoRA
-from diffusion.lora.patching import WeightPatch, apply_weight_patches
+from diffusion.lora.patching import WeightPatch
 from diffusion.models.layers import Conv2d, Linear
 from diffusion.models.packing import dense_weight, pack_module, packing_supported, unpack_module
 from tests.helpers.tiny_checkpoint import write_tiny_checkpoint
