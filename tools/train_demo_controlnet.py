@@ -49,7 +49,7 @@ from diffusion.models.vae import AutoencoderKL  # noqa: E402
 from diffusion.preprocess import canny  # noqa: E402
 from diffusion.sampling.model_sampling import ModelSamplingDiscrete  # noqa: E402
 from tools.train_demo import (  # noqa: E402
-    add_settings_arguments, encode_pool, learning_rate, load_demo_parts, log, progress, settings_from, to_uint8,
+    add_settings_arguments, diffusion_loss, encode_pool, learning_rate, load_demo_parts, log, progress, settings_from, to_uint8,
     update_ema,
 )
 
@@ -73,6 +73,12 @@ class Settings:
     ema: float = 0.995
     uncond_share: float = 0.2
     layout_free_share: float = 0.4
+    # Where the shape goes is decided at the noisiest steps: as for the base model (train_demo),
+    # a share of timesteps is drawn from t >= high_noise_from and the loss is weighted to low SNR.
+    # Zero and 1.0 give uniform timesteps and plain eps MSE.
+    high_noise_share: float = 0.0
+    high_noise_from: int = 600
+    snr_weight_cap: float = 1.0
     minutes: float = 0.0
 
 
@@ -228,12 +234,9 @@ def train(settings: Settings, unet: UNetModel, text: torch.nn.Module, vae: Autoe
         batch_tokens = torch.where(kind >= 1.0 - settings.uncond_share, empty, batch_tokens)
         with torch.no_grad():
             context = encode_tokens(text, batch_tokens)
-        timesteps = torch.randint(0, 1000, (settings.batch,), generator=generator)
-        alpha_bar = alphas_cumprod[timesteps].view(-1, 1, 1, 1)
-        noise = torch.randn(x0.shape, generator=generator)
-        noisy = alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * noise
-        prediction = controlled_eps(unet, control, noisy, timesteps.float(), context, as_hint(hints[index]))
-        loss = (prediction - noise).square().mean()
+        hint = as_hint(hints[index])
+        loss = diffusion_loss(lambda x, t: controlled_eps(unet, control, x, t, context, hint), x0, alphas_cumprod,
+                              settings, generator)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(control.parameters(), 1.0)
