@@ -48,7 +48,7 @@ from diffusion.models.unet import UNetModel  # noqa: E402
 from diffusion.models.vae import AutoencoderKL  # noqa: E402
 from diffusion.preprocess import canny  # noqa: E402
 from diffusion.sampling.model_sampling import ModelSamplingDiscrete  # noqa: E402
-from tools.train_demo import (  # noqa: E402
+from tools.demo_training import (  # noqa: E402
     add_settings_arguments, diffusion_loss, encode_pool, learning_rate, load_demo_parts, log, progress, settings_from, to_uint8,
     update_ema,
 )

@@ -51,10 +51,11 @@ from diffusion.demo.text import token_rows  # noqa: E402
 from diffusion.models.tokenizer import CLIPTokenizer  # noqa: E402
 from diffusion.models.vae import AutoencoderKL  # noqa: E402
 from diffusion.sampling.model_sampling import ModelSamplingDiscrete  # noqa: E402
-from tools.train_demo import (  # noqa: E402
-    add_settings_arguments, diffusion_loss, encode_pool, learning_rate, load_demo_parts, log, progress,
-    render_pool, settings_from, to_pixels, to_uint8,
+from tools.demo_training import (  # noqa: E402
+    add_settings_arguments, diffusion_loss, encode_pool, learning_rate, load_demo_parts, log, progress, settings_from,
+    to_pixels, to_uint8,
 )
+from tools.train_demo import render_pool  # noqa: E402
 
 DEFAULT_CHECKPOINT = ROOT / "models" / "checkpoints" / "kiln-demo.safetensors"
 DEFAULT_OUT = ROOT / "models" / "loras" / "kiln-demo-pink.safetensors"

@@ -16,7 +16,7 @@ from safetensors import safe_open
 from diffusion.controlnet.load import load_controlnet
 from diffusion.demo.checkpoint import DEMO_UNET
 from tools import train_demo_controlnet as tool
-from tools.train_demo import load_demo_parts
+from tools.demo_training import load_demo_parts
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_CHECKPOINT = ROOT / "models" / "checkpoints" / "kiln-demo.safetensors"
