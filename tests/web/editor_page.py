@@ -29,6 +29,10 @@ def open_editor(browser, url: str, **context_options) -> Iterator[object]:
     assert errors == [], f"uncaught errors in the page: {errors}"
 
 
+def node_types(page) -> list[str]:
+    return page.evaluate("kiln.graph.nodes().map((node) => node.type)")
+
+
 def widget_point(page, node_id: int, widget_name: str, where: str = "centre") -> tuple[float, float]:
     """Page point of a widget row: its centre, or its ``left``/``right`` arrow."""
     return tuple(page.evaluate("""async ([nodeId, name, where]) => {
