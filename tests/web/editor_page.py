@@ -29,6 +29,14 @@ def open_editor(browser, url: str, **context_options) -> Iterator[object]:
     assert errors == [], f"uncaught errors in the page: {errors}"
 
 
+def drag_by(page, start: list[float], dx: float, dy: float, steps: int = 5) -> None:
+    """Press at page point ``start``, move by (``dx``, ``dy``) in ``steps`` moves, release."""
+    page.mouse.move(*start)
+    page.mouse.down()
+    page.mouse.move(start[0] + dx, start[1] + dy, steps=steps)
+    page.mouse.up()
+
+
 def node_types(page) -> list[str]:
     return page.evaluate("kiln.graph.nodes().map((node) => node.type)")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.web.editor_page import node_types, open_editor
+from tests.web.editor_page import drag_by, node_types, open_editor
 
 
 def test_pan_zoom_box_select_move_and_delete(page) -> None:
@@ -53,10 +53,7 @@ def test_pan_zoom_box_select_move_and_delete(page) -> None:
     before = page.evaluate("kiln.graph.nodes().filter((n) => n.type === 'CLIPTextEncode').map((n) => n.pos)")
     first = page.evaluate("kiln.graph.nodes().find((n) => n.type === 'CLIPTextEncode')")
     title = page.evaluate(f"kiln.graphToPage([{first['pos'][0]} + 80, {first['pos'][1]} - 12])")
-    page.mouse.move(*title)
-    page.mouse.down()
-    page.mouse.move(title[0] + 40, title[1] + 20, steps=6)
-    page.mouse.up()
+    drag_by(page, title, 40, 20, steps=6)
     moved = page.evaluate("kiln.graph.nodes().filter((n) => n.type === 'CLIPTextEncode').map((n) => n.pos)")
     assert all(m == pytest.approx([b[0] + 40 / scale, b[1] + 20 / scale], abs=0.01) for m, b in zip(moved, before))
     page.keyboard.press("Control+z")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.kiln_server import launch
-from tests.web.editor_page import open_editor, type_into_widget
+from tests.web.editor_page import drag_by, open_editor, type_into_widget
 
 REPO = Path(__file__).resolve().parents[2]
 SUBGRAPH_WORKFLOW = REPO / "tests" / "fixtures" / "workflows" / "subgraph_nested.json"
@@ -149,10 +149,7 @@ def test_native_reroute_is_added_moved_deleted_and_saved_in_both_schemas(page) -
 
     scale = page.evaluate("kiln.editor.camera.scale")
     start = page.evaluate(f"kiln.graphToPage(kiln.graph.reroute({reroute_id}).pos)")
-    page.mouse.move(*start)
-    page.mouse.down()
-    page.mouse.move(start[0] + 40, start[1] + 25, steps=5)
-    page.mouse.up()
+    drag_by(page, start, 40, 25)
     moved = page.evaluate(f"kiln.graph.reroute({reroute_id}).pos")
     assert moved == pytest.approx([reroutes[0]["pos"][0] + 40 / scale, reroutes[0]["pos"][1] + 25 / scale], abs=0.01)
 
