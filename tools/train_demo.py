@@ -242,6 +242,19 @@ def encode_all_tokens(text: nn.Module, tokens: Tensor, batch: int = 1024) -> Ten
                       for start in range(0, tokens.shape[0], batch)])
 
 
+def continued_from(path: Path) -> dict[str, object]:
+    """What a continued run started from: the file's name, SHA-256 and its own ``kiln_demo`` record."""
+    import hashlib
+
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as handle:
+        record = json.loads((handle.metadata() or {}).get("kiln_demo", "{}"))
+        steps = (handle.metadata() or {}).get("steps_done")
+    return {"file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "steps_done": steps,
+            "kiln_demo": record}
+
+
 def preview_factors_value(vae: AutoencoderKL) -> str:
     """The checkpoint metadata value of the VAE's preview factors (fitted on demo scenes)."""
     factors, bias = autoencoder_preview_factors(vae, SD15)
@@ -393,7 +406,10 @@ def main(argv: list[str] | None = None) -> dict:
     report["vae_ceiling"] = vae_ceiling(vae, device)
     log(f"VAE reconstructions of the evaluation scenes score {report['vae_ceiling']}")
 
-    metadata = {"kiln_demo": json.dumps({"settings": asdict(settings)}), "format": "pt",
+    lineage = {"settings": asdict(settings)}
+    if args.init_from is not None:
+        lineage["init_from"] = continued_from(args.init_from)
+    metadata = {"kiln_demo": json.dumps(lineage), "format": "pt",
                 PREVIEW_FACTORS_KEY: preview_factors_value(vae)}  # the VAE is final: fit once for every save
     phase = time.time()
     ema = train_diffusion(settings, vae, images, tokens, device, args.out, metadata, args.save_every,

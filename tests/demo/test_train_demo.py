@@ -123,6 +123,10 @@ def test_continuing_with_a_frozen_text_encoder_trains_only_the_unet(trained, tmp
     completed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=280)
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert json.loads(completed.stdout.strip().splitlines()[-1])["settings"]["freeze_text"] is True
+    with safe_open(str(out), "pt") as handle:
+        lineage = json.loads(handle.metadata()["kiln_demo"])["init_from"]
+    assert lineage["file"] == start.name and lineage["steps_done"] == "5"
+    assert lineage["kiln_demo"]["settings"]["seed"] == SEED
     before, after = load_file(str(start)), load_file(str(out))
     assert before.keys() == after.keys()
     changed = {key for key in before if not torch.equal(before[key], after[key])}
