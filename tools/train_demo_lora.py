@@ -89,7 +89,7 @@ class Settings:
     invert_steps: int = 12
     invert_lr: float = 0.2
     colour_share: float = 0.65
-    steps: int = 400
+    steps: int = 700
     batch: int = 32
     lr: float = 4e-3
     warmup: int = 30

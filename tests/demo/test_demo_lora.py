@@ -19,7 +19,7 @@ from safetensors import safe_open
 
 from diffusion.demo.dataset import COLOURS, evaluation_scenes
 from diffusion.demo.lora_data import (
-    EXTRA_COLOURS, colour_distance, colour_prompts, read_colour, render_scene, sample_colour_scene,
+    EXTRA_COLOURS, colour_distance, read_colour, render_scene, sample_colour_scene,
 )
 from tools import eval_demo_lora
 from tools.eval_demo import DEFAULT_SETTINGS, DemoWorkflow
@@ -27,7 +27,7 @@ from tools.eval_demo import DEFAULT_SETTINGS, DemoWorkflow
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "models" / "loras" / "kiln-demo-pink.safetensors"
 CHECKPOINT = ROOT / "models" / "checkpoints" / "kiln-demo.safetensors"
-PINK_PROMPT = "a large pink circle in the center on a blue background"
+PINK_PROMPT = "a large pink circle in the center on a gray background"
 # The adapted layers of the demo model: 8 transformer blocks x 15 UNet layers, 3 text layers x 6.
 UNET_LAYERS, TEXT_LAYERS = 120, 18
 
@@ -71,7 +71,12 @@ def test_pink_scenes_are_reproducible_captioned_and_read_back_as_pink():
 def test_the_base_evaluation_scenes_know_no_pink():
     assert "pink" not in COLOURS
     assert not any("pink" in scene.caption for scene in evaluation_scenes(216))
-    assert colour_prompts(24)[0][0] == PINK_PROMPT
+
+
+def test_the_lora_template_asks_for_the_prompt_tested_here():
+    template = json.loads((ROOT / "web" / "templates" / "lora.json").read_text())
+    prompts = [node["widgets_values"][0] for node in template["nodes"] if node["type"] == "CLIPTextEncode"]
+    assert PINK_PROMPT in prompts
 
 
 # --- the training tool ---------------------------------------------------------------------------
@@ -131,8 +136,9 @@ def test_shipped_lora_applies_to_the_shipped_checkpoint_with_every_key_matched()
 def test_shipped_lora_draws_the_pink_prompt_pink():
     """For each seed the shape is much nearer pink with the LoRA than without; most read as pink.
 
-    The template's prompt sits near pink's border with purple (the demo VAE draws a muted pink), so
-    the reading is asked of most seeds, the distance of every one.
+    The template's prompt (a gray background: on blue, the muted pink the demo VAE draws reads as
+    purple) sits near pink's border with purple, so the reading is asked of most seeds, the distance
+    of every one.
     """
     read = {"with": [], "without": []}
     with eval_demo_lora.node_context(ROOT / "models", cpu=True):
