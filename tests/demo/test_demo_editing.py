@@ -9,7 +9,6 @@ colour in its half.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,22 +23,15 @@ from diffusion.demo.editing import (
 # As server.py: OpenMP threads sleep rather than spin while they wait, which on a shared two-core
 # machine is the difference between seconds and minutes per picture (read when torch first loads).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from tools import eval_demo_control as eval_control  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
 CHECKPOINT = ROOT / "models" / "checkpoints" / "kiln-demo.safetensors"
 
 
 @pytest.fixture(scope="module")
-def eval_control():
-    sys.path.insert(0, str(ROOT / "tools"))
-    try:
-        import eval_demo_control
-    finally:
-        sys.path.remove(str(ROOT / "tools"))
-    return eval_demo_control
-
-
-@pytest.fixture(scope="module")
-def workflow(eval_control):
+def workflow():
     """The demo workflow, loaded once; the node context stays open while the module's tests run."""
     with eval_control.node_context(ROOT / "models", cpu=True):
         yield eval_control.EditingWorkflow(CHECKPOINT.name)
@@ -105,7 +97,7 @@ def test_the_shipped_example_inputs_are_the_rendered_example_scene():
 
 # --- the shipped model ---------------------------------------------------------------------------
 
-def test_inpainting_a_shape_keeps_the_rest_and_repaints_the_box(eval_control, workflow):
+def test_inpainting_a_shape_keeps_the_rest_and_repaints_the_box(workflow):
     """The inpainting template's chain (VAEEncodeForInpaint, KSampler denoise 1, VAEDecode, ImageCompositeMasked).
 
     The composite keeps every pixel outside the mask; the sampled picture alone keeps them too on
@@ -132,7 +124,7 @@ def test_inpainting_a_shape_keeps_the_rest_and_repaints_the_box(eval_control, wo
     assert sum(new_colour) >= 3, new_colour
 
 
-def test_area_composition_puts_each_colour_in_its_half(eval_control, workflow):
+def test_area_composition_puts_each_colour_in_its_half(workflow):
     """Left and right prompts set by ConditioningSetArea on a 128 x 64 latent, base prompt empty (the
     area_composition template); the evaluator's first three left-right cases (its seeds)."""
     from diffusion.demo.metrics import read_image

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
+
+from tools import eval_demo
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECKPOINT = ROOT / "models" / "checkpoints" / "kiln-demo.safetensors"
@@ -17,17 +18,7 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
-def eval_demo():
-    sys.path.insert(0, str(ROOT / "tools"))
-    try:
-        import eval_demo
-    finally:
-        sys.path.remove(str(ROOT / "tools"))
-    return eval_demo
-
-
-def test_default_workflow_draws_the_asked_colour_and_position(eval_demo):
+def test_default_workflow_draws_the_asked_colour_and_position():
     with eval_demo.node_context(ROOT / "models", cpu=True):
         workflow = eval_demo.DemoWorkflow(CHECKPOINT.name)
         result, images = eval_demo.evaluate(workflow, eval_demo.DEFAULT_SETTINGS, PROMPTS, seed=1000)
@@ -36,7 +27,7 @@ def test_default_workflow_draws_the_asked_colour_and_position(eval_demo):
     assert result["position"] >= 0.75, result
 
 
-def test_guidance_follows_the_prompt_rather_than_the_seed(eval_demo):
+def test_guidance_follows_the_prompt_rather_than_the_seed():
     """One seed, two prompts: the pictures differ where the prompts do."""
     from diffusion.demo.metrics import read_image
 

@@ -8,7 +8,6 @@ red square must preview red.
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,21 +21,11 @@ from diffusion.demo.preview_factors import demo_scene_pixels, fit_latent_rgb_fac
 from diffusion.devices import DeviceManager
 from diffusion.latent_formats import PREVIEW_FACTORS_KEY, SD15, parse_preview_factors
 from diffusion.preview import make_previewer
+from tools import set_preview_factors, train_demo
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "models" / "checkpoints" / "kiln-demo.safetensors"
 pytestmark = pytest.mark.timeout(600)
-
-
-@pytest.fixture(scope="module")
-def tools():
-    sys.path.insert(0, str(ROOT / "tools"))
-    try:
-        import set_preview_factors
-        import train_demo
-    finally:
-        sys.path.remove(str(ROOT / "tools"))
-    return set_preview_factors, train_demo
 
 
 def test_the_fit_recovers_the_factors_of_a_linear_vae():
@@ -84,8 +73,7 @@ def tiny_checkpoint(path: Path) -> None:
     save_file({k: v.contiguous() for k, v in state.items()}, str(path), metadata={"format": "pt", "note": "kept"})
 
 
-def test_set_preview_factors_adds_the_key_and_changes_no_tensor(tools, tmp_path):
-    set_preview_factors, _ = tools
+def test_set_preview_factors_adds_the_key_and_changes_no_tensor(tmp_path):
     path = tmp_path / "tiny.safetensors"
     tiny_checkpoint(path)
     before = tmp_path / "before.safetensors"
@@ -103,8 +91,7 @@ def test_set_preview_factors_adds_the_key_and_changes_no_tensor(tools, tmp_path)
     assert not list(tmp_path.glob("*.partial"))
 
 
-def test_train_demo_writes_the_key_when_it_saves(tools, tmp_path):
-    _, train_demo = tools
+def test_train_demo_writes_the_key_when_it_saves(tmp_path):
     from diffusion.demo.checkpoint import DEMO_VAE
     from diffusion.models.vae import AutoencoderKL
 
@@ -123,10 +110,9 @@ def red_square(background: str) -> np.ndarray:
     return render(Scene((label,), (background,), f"a large red square in the center on a {background} background"))
 
 
-def test_the_demo_model_previews_a_red_square_red(tools, tmp_path):
+def test_the_demo_model_previews_a_red_square_red(tmp_path):
     from diffusion.loading import load_checkpoint
 
-    set_preview_factors, _ = tools
     path = tmp_path / "kiln-demo.safetensors"
     shutil.copy(SHIPPED, path)
     set_preview_factors.main([str(path), "--scenes", "96"])
