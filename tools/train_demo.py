@@ -249,10 +249,9 @@ def continued_from(path: Path) -> dict[str, object]:
     from safetensors import safe_open
 
     with safe_open(str(path), "pt") as handle:
-        record = json.loads((handle.metadata() or {}).get("kiln_demo", "{}"))
-        steps = (handle.metadata() or {}).get("steps_done")
-    return {"file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "steps_done": steps,
-            "kiln_demo": record}
+        metadata = handle.metadata() or {}
+    return {"file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "steps_done": metadata.get("steps_done"), "kiln_demo": json.loads(metadata.get("kiln_demo", "{}"))}
 
 
 def preview_factors_value(vae: AutoencoderKL) -> str:
