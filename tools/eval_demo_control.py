@@ -3,6 +3,7 @@
     python tools/eval_demo_control.py                        # every block, 54 cases each
     python tools/eval_demo_control.py --blocks inpaint area --count 12
     python tools/eval_demo_control.py --controlnet my-edges.safetensors
+    python tools/eval_demo_control.py --blocks controlnet --hint silhouette   # kiln-demo-silhouette
 
 Four blocks, each on the first ``--count`` evaluation scenes (``diffusion.demo.dataset``) at the
 default workflow settings (KSampler steps 20, cfg 5, euler, normal; seeds ``--seed`` + index), and
@@ -26,10 +27,13 @@ each read back from the pixels with ``diffusion.demo.metrics`` / ``diffusion.dem
   combined by ConditioningCombine with a base prompt over the whole picture: empty (all cases) and
   background-only (a third of them, for comparison). Reports the share of halves that read as
   their prompt's colour (and shape).
-* ``controlnet``: ControlNetLoader ``--controlnet``, hint = Canny(0.4, 0.8) of the rendered scene,
-  ControlNetApplyAdvanced (strength 1 and 0, start 0, end 1), prompted with the layout-free prompt
-  ("a red star on a blue background": only the edges say where) and with the full caption; reports
-  the IoU of the picture's foreground with the scene's true shape. Skipped, with a message, when the
+* ``controlnet``: ControlNetLoader ``--controlnet``, hint = Canny(0.4, 0.8) of the rendered scene
+  (``--hint edges``) or the scene's shapes filled white on black (``--hint silhouette``, the picture a
+  LoadImage of a painted silhouette gives), ControlNetApplyAdvanced (strength 1 and 0, start 0, end
+  1), prompted with the layout-free prompt ("a red star on a blue background": only the hint says
+  where) and with the full caption; reports
+  the IoU of the picture's foreground with the scene's true shape, and the share of pictures whose
+  shape reads as the prompt's colour (the hint says where, the prompt still says what). Skipped, with a message, when the
   file is not in ``models/controlnet``.
 
 Prints one JSON object per block, and all of them together at the end.
@@ -56,7 +60,7 @@ for entry in (ROOT, ROOT / "tools"):
         sys.path.insert(0, str(entry))
 
 from diffusion.demo.captions import layout_free_caption  # noqa: E402
-from diffusion.demo.dataset import Scene, evaluation_scenes, render  # noqa: E402
+from diffusion.demo.dataset import Scene, evaluation_scenes, render, render_silhouette  # noqa: E402
 from diffusion.demo.editing import (  # noqa: E402
     background_name, box_mask, halves, mean_change, psnr, read_region, replacement, replacement_caption, shape_iou,
 )
@@ -66,7 +70,7 @@ from tools.eval_demo import (  # noqa: E402
     start_torch, write_report,
 )
 
-CONTROLNET_NAME = "kiln-demo-edges.safetensors"
+HINTS = ("edges", "silhouette")
 BLOCKS = ("inpaint", "outpaint", "area", "controlnet")
 GROW_MASK_BY = 6            # VAEEncodeForInpaint's default
 OUTPAINT_PAD = 32
@@ -164,10 +168,15 @@ class EditingWorkflow(DemoWorkflow):
         latent = self.node("EmptyLatentImage", width=width, height=height, batch_size=1)[0]
         return to_uint8(self.sample(positive, latent, seed, settings))
 
-    def controlled(self, control_net: Any, pixels: np.ndarray, prompt: str, strength: float, seed: int,
+    def hint(self, kind: str, scene: Scene) -> Any:
+        """The ControlNet's hint IMAGE for a scene: the Canny node's edges of its picture, or its silhouette."""
+        if kind == "silhouette":
+            return to_image(render_silhouette(scene))
+        return self.node("Canny", image=to_image(render(scene)), low_threshold=CANNY_LOW, high_threshold=CANNY_HIGH)[0]
+
+    def controlled(self, control_net: Any, hint: Any, prompt: str, strength: float, seed: int,
                    settings: SamplerSettings) -> np.ndarray:
-        """A 64 x 64 picture drawn with the ControlNet fed Canny edges of ``pixels``."""
-        hint = self.node("Canny", image=to_image(pixels), low_threshold=CANNY_LOW, high_threshold=CANNY_HIGH)[0]
+        """A 64 x 64 picture drawn with the ControlNet fed the hint IMAGE ``hint``."""
         positive, negative = self.node(
             "ControlNetApplyAdvanced", positive=self.encode_text(prompt), negative=self.negative,
             control_net=control_net, image=hint, strength=strength, start_percent=0.0, end_percent=1.0,
@@ -307,8 +316,8 @@ def evaluate_area(workflow: EditingWorkflow, count: int, seed: int, settings: Sa
 
 
 def evaluate_controlnet(workflow: EditingWorkflow, scenes: list[Scene], seed: int, settings: SamplerSettings,
-                        name: str, controlnet_dir: Path) -> dict:
-    """IoU of the drawn shape with the scene's shape, the hint being the scene's Canny edges."""
+                        name: str, controlnet_dir: Path, hint_kind: str) -> dict:
+    """IoU of the drawn shape with the scene's shape, the hint being the scene's Canny edges or silhouette."""
     if not (controlnet_dir / name).is_file():
         message = f"skipped: {name} is not in {controlnet_dir} (train it with tools/train_demo_controlnet.py)"
         print(message, file=sys.stderr, flush=True)
@@ -320,23 +329,28 @@ def evaluate_controlnet(workflow: EditingWorkflow, scenes: list[Scene], seed: in
                "full caption": lambda scene: scene.caption}
     for prompt_kind, prompt_of in prompts.items():
         for strength in (1.0, 0.0):
-            ious, seconds = [], []
+            ious, colour_hits, seconds = [], [], []
             for index, scene in enumerate(scenes):
-                picture = _timed(lambda: workflow.controlled(control_net, render(scene), prompt_of(scene), strength,
-                                                             seed + index, settings), seconds)
+                picture = _timed(lambda: workflow.controlled(control_net, workflow.hint(hint_kind, scene),
+                                                             prompt_of(scene), strength, seed + index, settings), seconds)
                 ious.append(shape_iou(picture, scene.shapes[0], scene.image_size))
+                colour_hits.append(read_image(picture).colour == scene.shapes[0].colour)
             results[f"{prompt_kind}, strength {strength:g}"] = {
-                "iou": _mean(ious), "iou_at_least_0.5": _mean([v >= 0.5 for v in ious]), "seconds_per_image": _mean(seconds)}
+                "iou": _mean(ious), "iou_at_least_0.5": _mean([v >= 0.5 for v in ious]),
+                "colour": _mean(colour_hits), "seconds_per_image": _mean(seconds)}
     return {"block": "controlnet", "count": len(scenes), "controlnet": name,
-            "hint": f"Canny({CANNY_LOW}, {CANNY_HIGH}) of the rendered scene",
-            "prompts": "layout-free ('a red star on a blue background': the edges alone say where) and the full caption",
+            "hint": {"edges": f"Canny({CANNY_LOW}, {CANNY_HIGH}) of the rendered scene",
+                     "silhouette": "the scene's shapes filled white on black"}[hint_kind],
+            "prompts": "layout-free ('a red star on a blue background': the hint alone says where) and the full caption",
             **results}
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", default=CHECKPOINT_NAME, help="name inside models/checkpoints")
-    parser.add_argument("--controlnet", default=CONTROLNET_NAME, help="name inside models/controlnet")
+    parser.add_argument("--hint", choices=HINTS, default="edges", help="what the ControlNet is fed")
+    parser.add_argument("--controlnet", default=None,
+                        help="name inside models/controlnet (default: kiln-demo-<hint>.safetensors)")
     parser.add_argument("--models-dir", type=Path, default=ROOT / "models")
     parser.add_argument("--blocks", nargs="+", choices=BLOCKS, default=list(BLOCKS))
     parser.add_argument("--count", type=int, default=54, help="cases per block")
@@ -344,6 +358,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--noise-mask-denoise", type=float, default=1.0, help="KSampler denoise of the noise-mask variant")
     add_run_arguments(parser)
     args = parser.parse_args(argv)
+    if args.controlnet is None:
+        args.controlnet = f"kiln-demo-{args.hint}.safetensors"
     start_torch(args)
     settings = DEFAULT_SETTINGS
     scenes = evaluation_scenes(args.count)
@@ -357,7 +373,7 @@ def main(argv: list[str] | None = None) -> dict:
             "outpaint": lambda: evaluate_outpaint(workflow, scenes, args.seed, settings),
             "area": lambda: evaluate_area(workflow, args.count, args.seed, settings),
             "controlnet": lambda: evaluate_controlnet(workflow, scenes, args.seed, settings, args.controlnet,
-                                                      args.models_dir / "controlnet"),
+                                                      args.models_dir / "controlnet", args.hint),
         }
         for block in args.blocks:
             results[block] = runs[block]()

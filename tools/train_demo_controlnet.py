@@ -1,15 +1,18 @@
-"""Train ``kiln-demo-edges``, the demo model's ControlNet, and write it in SD's ControlNet layout.
+"""Train the demo model's ControlNets, ``kiln-demo-edges`` and ``kiln-demo-silhouette``, in SD's ControlNet layout.
 
-    python tools/train_demo_controlnet.py                       # the shipped recipe (see models/README.md)
+    python tools/train_demo_controlnet.py                       # kiln-demo-edges (recipes: models/README.md)
+    python tools/train_demo_controlnet.py --hint silhouette     # kiln-demo-silhouette
     python tools/train_demo_controlnet.py --steps 3 --pool 64 --batch 4 --out /tmp/edges.safetensors
 
-The hint is what a user's workflow gives it: the ``Canny`` node's edges (low 0.4, high 0.8, the
-node's defaults) of a picture, here the procedurally drawn scenes of ``diffusion.demo.dataset``.
+The hint is what a user's workflow gives it, made from the procedurally drawn scenes of
+``diffusion.demo.dataset``: with ``--hint edges`` the ``Canny`` node's edges of the picture (low 0.4,
+high 0.8, the node's defaults); with ``--hint silhouette`` the shapes filled white on black, as a
+user paints them and loads them with ``LoadImage``.
 The ControlNet starts as ControlNet training always does: a copy of the UNet's encoder (input
 blocks, middle block, time embedding) with zeroed output convolutions, so at step 0 it changes
 nothing. The demo UNet and text encoder stay frozen; the ControlNet learns to predict the noise
 together with them. Its prompts mix the scenes' full captions, layout-free ones ("a red star on a
-blue background", the way a ControlNet is prompted: the edges say where) and empty ones.
+blue background", the way a ControlNet is prompted: the hint says where) and empty ones.
 
 The file holds ``control_model.*`` tensors in fp16, as the original ControlNet releases do, and
 is read by ``ControlNetLoader`` like any SD1 ControlNet.
@@ -40,7 +43,7 @@ if str(ROOT) not in sys.path:
 from diffusion.controlnet.model import ControlNetModel, zero_init  # noqa: E402
 from diffusion.demo.captions import layout_free_caption  # noqa: E402
 from diffusion.demo.checkpoint import DEMO_UNET, SD1_LATENT_SCALE  # noqa: E402
-from diffusion.demo.dataset import Scene, evaluation_scenes, render, render_mask, scene_batch  # noqa: E402
+from diffusion.demo.dataset import Scene, evaluation_scenes, render, render_mask, render_silhouette, scene_batch  # noqa: E402
 from diffusion.demo.metrics import foreground_mask  # noqa: E402
 from diffusion.demo.text import encode_tokens, token_rows  # noqa: E402
 from diffusion.models.tokenizer import CLIPTokenizer  # noqa: E402
@@ -54,10 +57,12 @@ from tools.demo_training import (  # noqa: E402
 )
 
 DEFAULT_CHECKPOINT = ROOT / "models" / "checkpoints" / "kiln-demo.safetensors"
-DEFAULT_OUT = ROOT / "models" / "controlnet" / "kiln-demo-edges.safetensors"
+CONTROLNET_DIR = ROOT / "models" / "controlnet"
 CONTROL_PREFIX = "control_model."
 # The Canny node's default thresholds: the hint a workflow builds with the node untouched.
 CANNY_LOW, CANNY_HIGH = 0.4, 0.8
+# What each kind of hint is, as written into the file's metadata.
+HINTS = {"edges": f"Canny {CANNY_LOW}/{CANNY_HIGH}", "silhouette": "filled silhouette, white shapes on black"}
 
 
 @dataclass
@@ -65,6 +70,7 @@ class Settings:
     """Everything that decides the result; written into the file's metadata."""
 
     seed: int = 11
+    hint: str = "edges"
     pool: int = 12000
     steps: int = 3000
     batch: int = 64
@@ -96,14 +102,28 @@ def edge_hints(images: np.ndarray, batch: int = 1024) -> Tensor:
     return torch.cat(hints)
 
 
+def silhouette_hints(scenes: list[Scene]) -> Tensor:
+    """The scenes' filled silhouettes (``render_silhouette``) as uint8 ``[N, 1, H, W]`` in 0/1, like ``edge_hints``."""
+    return torch.from_numpy(np.stack([render_silhouette(scene)[..., 0] for scene in scenes]) // 255)[:, None]
+
+
+def scene_hints(kind: str, images: np.ndarray, scenes: list[Scene]) -> Tensor:
+    """The hints of kind ``kind`` (a key of ``HINTS``) for drawn scenes, uint8 ``[N, 1, H, W]`` in 0/1."""
+    if kind == "edges":
+        return edge_hints(images)
+    if kind == "silhouette":
+        return silhouette_hints(scenes)
+    raise ValueError(f"unknown hint {kind!r}: one of {', '.join(HINTS)}")
+
+
 def scene_prompt(scene: Scene) -> str:
-    """The ControlNet's prompt for a scene: what is drawn, not where (the edges say where)."""
+    """The ControlNet's prompt for a scene: what is drawn, not where (the hint says where)."""
     return layout_free_caption([(label.shape, label.colour) for label in scene.shapes], scene.background)
 
 
-def as_hint(edges: Tensor) -> Tensor:
-    """uint8 edges ``[B, 1, H, W]`` -> float hint ``[B, 3, H, W]``."""
-    return edges.float().expand(-1, 3, -1, -1)
+def as_hint(hints: Tensor) -> Tensor:
+    """uint8 0/1 hints ``[B, 1, H, W]`` -> float hint images ``[B, 3, H, W]``."""
+    return hints.float().expand(-1, 3, -1, -1)
 
 
 # --- model ---------------------------------------------------------------------------------------
@@ -132,12 +152,13 @@ def controlled_eps(unet: UNetModel, control: ControlNetModel, x: Tensor, timeste
 
 @torch.no_grad()
 def hint_iou(unet: UNetModel, text: torch.nn.Module, control: ControlNetModel, vae: AutoencoderKL,
-             count: int, strength: float = 1.0, steps: int = 20, cfg: float = 5.0) -> dict[str, float]:
-    """Euler sampling with CFG of the evaluation scenes from their edges and layout-free prompts; IoU of
+             count: int, strength: float = 1.0, steps: int = 20, cfg: float = 5.0,
+             hint_kind: str = "edges") -> dict[str, float]:
+    """Euler sampling with CFG of the evaluation scenes from their hints and layout-free prompts; IoU of
     the drawn shape with the scene's true shape (``tools/eval_demo_control.py`` measures through the nodes)."""
     scenes = evaluation_scenes(count)
     images = np.stack([render(scene) for scene in scenes])
-    hint = as_hint(edge_hints(images))
+    hint = as_hint(scene_hints(hint_kind, images, scenes))
     tokenizer = CLIPTokenizer()
     context = encode_tokens(text, token_rows(tokenizer, [scene_prompt(scene) for scene in scenes] + [""]))
     cond, uncond = context[:-1], context[-1:].expand(count, -1, -1)
@@ -182,22 +203,24 @@ def save_controlnet(path: Path, control: ControlNetModel, metadata: dict[str, st
 
 
 def prepared_pool(settings: Settings, vae: AutoencoderKL, cache: Path | None) -> tuple[Tensor, ...]:
-    """The training pool: edge hints, caption and layout-free token rows, latent means and deviations;
-    read from ``cache`` when it holds the same seed and size, else computed (and cached)."""
+    """The training pool: hints, caption and layout-free token rows, latent means and deviations;
+    read from ``cache`` when it holds the same seed, size and kind of hint, else computed (and cached)."""
     names = ("hints", "tokens", "free_tokens", "latent_mean", "latent_std")
     if cache is not None and cache.exists():
         with np.load(cache) as stored:
-            if int(stored["seed"]) == settings.seed and len(stored["tokens"]) == settings.pool:
+            hint = str(stored["hint"]) if "hint" in stored.files else "edges"  # caches from before --hint
+            if int(stored["seed"]) == settings.seed and len(stored["tokens"]) == settings.pool and hint == settings.hint:
                 return tuple(torch.from_numpy(stored[name]) for name in names)
     images, captions, scenes = scene_batch(settings.seed, 0, settings.pool)
     tokenizer = CLIPTokenizer()
     latent_mean, latent_std = encode_pool(vae, torch.from_numpy(images))
-    pool = (edge_hints(images), token_rows(tokenizer, captions),
+    pool = (scene_hints(settings.hint, images, scenes), token_rows(tokenizer, captions),
             token_rows(tokenizer, [scene_prompt(scene) for scene in scenes]), latent_mean, latent_std)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         with open(cache, "wb") as handle:
-            np.savez(handle, seed=np.array(settings.seed), **{name: part.numpy() for name, part in zip(names, pool)})
+            np.savez(handle, seed=np.array(settings.seed), hint=np.array(settings.hint),
+                     **{name: part.numpy() for name, part in zip(names, pool)})
     return pool
 
 
@@ -206,7 +229,7 @@ def train(settings: Settings, unet: UNetModel, text: torch.nn.Module, vae: Autoe
           initial: dict[str, Tensor] | None = None, pool_file: Path | None = None) -> tuple[ControlNetModel, int]:
     """Train a new ControlNet (or continue ``initial``, a ``control_model.*`` state dict)."""
     hints, tokens, free_tokens, latent_mean, latent_std = prepared_pool(settings, vae, pool_file)
-    log(f"pool of {settings.pool} scenes with edge hints; {hints.float().mean().item():.3f} of hint pixels are edges")
+    log(f"pool of {settings.pool} scenes with {settings.hint} hints; {hints.float().mean().item():.3f} of hint pixels are set")
     empty = token_rows(CLIPTokenizer(), [""])
     alphas_cumprod = 1.0 / (1.0 + ModelSamplingDiscrete().sigmas ** 2)
 
@@ -246,7 +269,7 @@ def train(settings: Settings, unet: UNetModel, text: torch.nn.Module, vae: Autoe
         if step % 50 == 0 or step == settings.steps:
             log(f"step {step}/{settings.steps} loss {loss.item():.4f} ({time.time() - started:.0f} s)")
         if monitor_every and step % monitor_every == 0:
-            log(f"monitor at step {step}: {hint_iou(unet, text, ema, vae, 54)}")
+            log(f"monitor at step {step}: {hint_iou(unet, text, ema, vae, 54, hint_kind=settings.hint)}")
         if save_every and step % save_every == 0:
             save_controlnet(out, ema, {**metadata, "steps_done": str(step)})
             log(f"saved {out} at step {step}")
@@ -257,7 +280,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, argparse.Namesp
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_settings_arguments(parser, Settings())
     parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="the demo checkpoint it controls")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="ControlNet file to write")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="ControlNet file to write (default: models/controlnet/kiln-demo-<hint>.safetensors)")
     parser.add_argument("--pool-file", type=Path, default=None,
                         help="cache of the prepared pool (.npz): read when present, else written")
     parser.add_argument("--init-from", type=Path, default=None, help="continue training this ControlNet file")
@@ -266,6 +290,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, argparse.Namesp
     parser.add_argument("--monitor-every", type=int, default=0, help="sample and score every N steps (0: never)")
     parser.add_argument("--monitor-count", type=int, default=0, help="scenes the final monitor scores (0: none)")
     args = parser.parse_args(argv)
+    if args.hint not in HINTS:
+        parser.error(f"--hint must be one of {', '.join(HINTS)}, not {args.hint!r}")
+    if args.out is None:
+        args.out = CONTROLNET_DIR / f"kiln-demo-{args.hint}.safetensors"
     return settings_from(args, Settings), args
 
 
@@ -277,7 +305,7 @@ def main(argv: list[str] | None = None) -> dict:
     diffusion, vae = load_demo_parts(args.checkpoint)
     unet, text = diffusion.unet, diffusion.text
 
-    metadata = {"kiln_demo_controlnet": json.dumps({"settings": asdict(settings), "hint": "Canny 0.4/0.8",
+    metadata = {"kiln_demo_controlnet": json.dumps({"settings": asdict(settings), "hint": HINTS[settings.hint],
                                                     "checkpoint": args.checkpoint.name})}
     initial = None
     if args.init_from is not None:
@@ -290,8 +318,9 @@ def main(argv: list[str] | None = None) -> dict:
     save_controlnet(args.out, control, {**metadata, "steps_done": str(steps_done)})
     report: dict = {"settings": asdict(settings), "steps_done": steps_done}
     if args.monitor_count:
-        report["monitor"] = hint_iou(unet, text, control, vae, args.monitor_count)
-        report["monitor_without_control"] = hint_iou(unet, text, control, vae, args.monitor_count, strength=0.0)
+        report["monitor"] = hint_iou(unet, text, control, vae, args.monitor_count, hint_kind=settings.hint)
+        report["monitor_without_control"] = hint_iou(unet, text, control, vae, args.monitor_count, strength=0.0,
+                                                     hint_kind=settings.hint)
         log(f"final monitor: {report['monitor']}; without the ControlNet: {report['monitor_without_control']}")
     report["wall_seconds"] = round(time.time() - wall_start, 1)
     report["file_bytes"] = args.out.stat().st_size

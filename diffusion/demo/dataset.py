@@ -143,6 +143,16 @@ def render_mask(shape: str, center: tuple[float, float], side: float, image_size
     return np.asarray(small, dtype=np.float32) / 255.0
 
 
+def render_silhouette(scene: Scene) -> np.ndarray:
+    """The scene's shapes filled white on black, uint8 RGB ``[H, W, 3]`` (a pixel is white where a shape
+    covers at least half of it): the hint of the silhouette ControlNet, as a user would paint it."""
+    size = scene.image_size
+    covered = np.zeros((size, size), dtype=bool)
+    for label in scene.shapes:
+        covered |= render_mask(label.shape, label.center, label.side, size) >= 0.5
+    return np.repeat(covered[..., None], 3, axis=-1).astype(np.uint8) * 255
+
+
 def render(scene: Scene) -> np.ndarray:
     """Draw a scene: uint8 RGB ``[H, W, 3]``."""
     size = scene.image_size

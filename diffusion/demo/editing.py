@@ -16,7 +16,7 @@ from PIL import Image
 from .captions import canonical_caption
 from .dataset import (
     BACKGROUND_COLOURS, COLOURS, IMAGE_SIZE, SHAPES, SIZE_FRACTIONS, Scene, ShapeLabel, nominal_center, render,
-    render_mask,
+    render_mask, render_silhouette,
 )
 from .metrics import Reading, foreground_mask, read_image
 
@@ -115,20 +115,33 @@ def example_scene() -> Scene:
     return Scene((label,), background, canonical_caption("star", "yellow", size, position, background))
 
 
+def example_silhouette_scene() -> Scene:
+    """The scene whose silhouette the editor's silhouette-ControlNet template starts from: a shape
+    away from the centre, so the picture shows that the silhouette, not the prompt, says where."""
+    size, position = "large", "top right"
+    label = ShapeLabel("ring", "red", size, position, nominal_center(position, size),
+                       SIZE_FRACTIONS[size] * IMAGE_SIZE)
+    background = ("white",)
+    return Scene((label,), background, canonical_caption("ring", "red", size, position, background))
+
+
 # File names in ``input/`` (the templates' LoadImage widgets name them).
 EXAMPLE_SCENE_FILE = "kiln-demo-scene.png"
 EXAMPLE_INPAINT_FILE = "kiln-demo-inpaint.png"
+EXAMPLE_SILHOUETTE_FILE = "kiln-demo-silhouette.png"
 
 
 def example_inputs() -> dict[str, Image.Image]:
-    """``{file name: picture}``: the scene (RGB), and the same scene with the star's box transparent
-    (RGBA, alpha 0 where to inpaint, as ComfyUI's mask editor saves it; LoadImage's MASK = 1 - alpha)."""
+    """``{file name: picture}``: the scene (RGB); the same scene with the star's box transparent
+    (RGBA, alpha 0 where to inpaint, as ComfyUI's mask editor saves it; LoadImage's MASK = 1 - alpha);
+    and a silhouette, white on black (RGB), for the silhouette ControlNet."""
     scene = example_scene()
     pixels = render(scene)
     alpha = ((1.0 - box_mask(scene.shapes[0])) * 255).astype(np.uint8)
     return {
         EXAMPLE_SCENE_FILE: Image.fromarray(pixels, "RGB"),
         EXAMPLE_INPAINT_FILE: Image.fromarray(np.dstack([pixels, alpha]), "RGBA"),
+        EXAMPLE_SILHOUETTE_FILE: Image.fromarray(render_silhouette(example_silhouette_scene()), "RGB"),
     }
 
 
@@ -142,8 +155,8 @@ def write_example_inputs(folder: Path) -> list[Path]:
     return written
 
 
-__all__ = ["EXAMPLE_INPAINT_FILE", "EXAMPLE_SCENE_FILE", "MASK_GROWTH", "PSNR_CAP_DB", "background_name", "box_mask",
-           "example_inputs", "example_scene", "halves", "mean_change", "psnr", "read_region", "replacement",
+__all__ = ["EXAMPLE_INPAINT_FILE", "EXAMPLE_SCENE_FILE", "EXAMPLE_SILHOUETTE_FILE", "MASK_GROWTH", "PSNR_CAP_DB",
+           "background_name", "box_mask", "example_inputs", "example_scene", "example_silhouette_scene", "halves", "mean_change", "psnr", "read_region", "replacement",
            "replacement_caption", "shape_iou", "write_example_inputs"]
 
 

@@ -11,7 +11,7 @@ import pytest
 from diffusion.demo.captions import POSITION_PHRASES, POSITION_WORDS, SIZE_WORDS
 from diffusion.demo.dataset import (
     BACKGROUND_COLOURS, COLOURS, IMAGE_SIZE, POSITIONS, SHAPES, SIZES, evaluation_scenes, render, render_mask,
-    sample_scene, scene_batch,
+    render_silhouette, sample_scene, scene_batch,
 )
 from diffusion.demo.metrics import read_image, score_readings
 
@@ -111,6 +111,21 @@ def test_edges_are_anti_aliased():
     coverage = render_mask("circle", scene.shapes[0].center, scene.shapes[0].side)
     partial = (coverage > 0.05) & (coverage < 0.95)
     assert partial.sum() >= 10
+
+
+def test_a_silhouette_is_the_scenes_shapes_white_on_black(scenes):
+    """Every shape of the scene, white where it covers at least half a pixel; black elsewhere."""
+    for scene in [s for s in scenes if len(s.shapes) == 1][:6] + [s for s in scenes if len(s.shapes) == 2][:6]:
+        silhouette = render_silhouette(scene)
+        assert silhouette.shape == (IMAGE_SIZE, IMAGE_SIZE, 3) and silhouette.dtype == np.uint8
+        assert set(np.unique(silhouette)) <= {0, 255}
+        assert (silhouette == silhouette[..., :1]).all()
+        covered = np.zeros((IMAGE_SIZE, IMAGE_SIZE), dtype=bool)
+        for label in scene.shapes:
+            shape_covered = render_mask(label.shape, label.center, label.side) >= 0.5
+            assert shape_covered.any() and (silhouette[shape_covered] == 255).all()
+            covered |= shape_covered
+        assert (silhouette[~covered] == 0).all()
 
 
 def test_evaluation_scenes_are_fixed_and_balanced():
