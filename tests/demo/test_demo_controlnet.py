@@ -1,7 +1,8 @@
-"""kiln-demo-edges: the demo model's ControlNet, trained by tools/train_demo_controlnet.py.
+"""kiln-demo-edges and kiln-demo-silhouette: the demo model's ControlNets, trained by tools/train_demo_controlnet.py.
 
-It is an ordinary SD1 ControlNet file (``control_model.*``), read by ControlNetLoader; drawn from
-Canny edges with a prompt that says what but not where, it puts the shape where the edges are.
+Each is an ordinary SD1 ControlNet file (``control_model.*``), read by ControlNetLoader; drawn from
+its hint (Canny edges, or the shapes filled white on black) with a prompt that says what but not
+where, it puts the shape where the hint is.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
@@ -21,6 +23,7 @@ from tools.demo_training import load_demo_parts
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_CHECKPOINT = ROOT / "models" / "checkpoints" / "kiln-demo.safetensors"
 SHIPPED_CONTROLNET = ROOT / "models" / "controlnet" / "kiln-demo-edges.safetensors"
+SHIPPED_SILHOUETTE = ROOT / "models" / "controlnet" / "kiln-demo-silhouette.safetensors"
 pytestmark = pytest.mark.timeout(600)
 
 
@@ -56,6 +59,36 @@ def test_hints_are_the_canny_nodes_edges():
     assert 0 < hint.mean() < 0.2
 
 
+def test_silhouette_hints_are_the_painted_silhouettes():
+    from diffusion.demo.dataset import evaluation_scenes, render_silhouette
+
+    scenes = evaluation_scenes(3)
+    hint = tool.as_hint(tool.scene_hints("silhouette", np.zeros((3, 64, 64, 3), np.uint8), scenes))
+    painted = torch.from_numpy(np.stack([render_silhouette(scene) for scene in scenes])).movedim(-1, 1) / 255.0
+    assert torch.equal(hint, painted)
+    with pytest.raises(ValueError, match="unknown hint 'blob'"):
+        tool.scene_hints("blob", np.zeros((1, 64, 64, 3), np.uint8), scenes[:1])
+
+
+def test_a_cached_pool_is_reused_only_for_the_same_kind_of_hint(demo_parts, tmp_path):
+    from diffusion.demo.dataset import scene_batch
+
+    vae, cache = demo_parts[2], tmp_path / "pool.npz"
+    edges = tool.prepared_pool(tool.Settings(pool=4), vae, cache)
+    silhouettes = tool.prepared_pool(tool.Settings(pool=4, hint="silhouette"), vae, cache)
+    assert torch.equal(silhouettes[0], tool.silhouette_hints(scene_batch(tool.Settings.seed, 0, 4)[2]))
+    assert not torch.equal(silhouettes[0], edges[0])
+    again = tool.prepared_pool(tool.Settings(pool=4, hint="silhouette"), vae, cache)
+    assert all(torch.equal(a, b) for a, b in zip(again, silhouettes))
+
+
+def test_the_hint_names_the_default_file():
+    assert tool.parse_args([])[1].out.name == "kiln-demo-edges.safetensors"
+    assert tool.parse_args(["--hint", "silhouette"])[1].out.name == "kiln-demo-silhouette.safetensors"
+    with pytest.raises(SystemExit):
+        tool.parse_args(["--hint", "blob"])
+
+
 def test_prompts_say_what_is_drawn_but_not_where():
     from diffusion.demo.dataset import evaluation_scenes
 
@@ -65,24 +98,30 @@ def test_prompts_say_what_is_drawn_but_not_where():
     assert prompt == f"a {label.colour} {label.shape} on a {scene.background[0]} background"
 
 
-def test_a_few_steps_write_a_file_that_controlnet_loader_reads(tmp_path):
-    out = tmp_path / "edges.safetensors"
-    report = tool.main(["--steps", "2", "--pool", "16", "--batch", "4", "--save-every", "0", "--out", str(out)])
+@pytest.mark.parametrize("hint", ["edges", "silhouette"])
+def test_a_few_steps_write_a_file_that_controlnet_loader_reads(tmp_path, hint):
+    out = tmp_path / f"{hint}.safetensors"
+    report = tool.main(["--hint", hint, "--steps", "2", "--pool", "16", "--batch", "4", "--save-every", "0",
+                        "--out", str(out)])
     assert report["steps_done"] == 2 and report["wall_seconds"] > 0
     with safe_open(str(out), "pt") as handle:
         keys = list(handle.keys())
         metadata = handle.metadata()
         assert handle.get_tensor(keys[0]).dtype == torch.float16
     assert all(key.startswith("control_model.") for key in keys)
-    assert json.loads(metadata["kiln_demo_controlnet"])["hint"] == "Canny 0.4/0.8"
+    assert json.loads(metadata["kiln_demo_controlnet"])["hint"] == tool.HINTS[hint]
+    assert tool.HINTS == {"edges": "Canny 0.4/0.8", "silhouette": "filled silhouette, white shapes on black"}
     control = load_controlnet(out, CPU())
     assert control.control_model.config.model_channels == DEMO_UNET.model_channels
 
 
-def test_the_shipped_controlnet_is_a_small_sd1_controlnet_for_the_demo_unet():
-    assert SHIPPED_CONTROLNET.stat().st_size < 8_000_000
-    control = load_controlnet(SHIPPED_CONTROLNET, CPU())
+@pytest.mark.parametrize("hint, path", [("edges", SHIPPED_CONTROLNET), ("silhouette", SHIPPED_SILHOUETTE)])
+def test_the_shipped_controlnets_are_small_sd1_controlnets_for_the_demo_unet(hint, path):
+    assert path.stat().st_size < 8_000_000
+    control = load_controlnet(path, CPU())
     assert control.control_model.config == DEMO_UNET
+    with safe_open(str(path), "pt") as handle:
+        assert json.loads(handle.metadata()["kiln_demo_controlnet"])["hint"] == tool.HINTS[hint]
 
 
 def test_the_shipped_controlnet_puts_the_shape_where_the_edges_are(demo_parts):
@@ -93,3 +132,13 @@ def test_the_shipped_controlnet_puts_the_shape_where_the_edges_are(demo_parts):
     # Measured with the shipped files: 0.42 with the edges, 0.07 without (the prompt says no place).
     assert with_edges["iou"] >= 0.35
     assert with_edges["iou"] > without["iou"] + 0.25
+
+
+def test_the_shipped_silhouette_controlnet_draws_the_shape_in_the_silhouette(demo_parts):
+    unet, text, vae = demo_parts
+    control = load_controlnet(SHIPPED_SILHOUETTE, CPU()).control_model.float().eval()
+    with_silhouette = tool.hint_iou(unet, text, control, vae, count=8, hint_kind="silhouette")
+    without = tool.hint_iou(unet, text, control, vae, count=8, strength=0.0, hint_kind="silhouette")
+    # Measured with the shipped files: 0.86 with the silhouette, 0.07 without (the prompt says no place).
+    assert with_silhouette["iou"] >= 0.7 and with_silhouette["iou_at_least_0.5"] == 1.0
+    assert with_silhouette["iou"] > without["iou"] + 0.4
