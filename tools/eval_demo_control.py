@@ -31,10 +31,10 @@ each read back from the pixels with ``diffusion.demo.metrics`` / ``diffusion.dem
   (``--hint edges``) or the scene's shapes filled white on black (``--hint silhouette``, the picture a
   LoadImage of a painted silhouette gives), ControlNetApplyAdvanced (strength 1 and 0, start 0, end
   1), prompted with the layout-free prompt ("a red star on a blue background": only the hint says
-  where) and with the full caption; reports
-  the IoU of the picture's foreground with the scene's true shape, and the share of pictures whose
-  shape reads as the prompt's colour (the hint says where, the prompt still says what). Skipped, with a message, when the
-  file is not in ``models/controlnet``.
+  where) and with the full caption; reports the IoU of the picture's foreground with the scene's
+  true shape, and the share of pictures whose shape reads as the prompt's colour (the hint says
+  where, the prompt still says what). Skipped, with a message, when the file is not in
+  ``models/controlnet``.
 
 Prints one JSON object per block, and all of them together at the end.
 """
@@ -331,8 +331,9 @@ def evaluate_controlnet(workflow: EditingWorkflow, scenes: list[Scene], seed: in
         for strength in (1.0, 0.0):
             ious, colour_hits, seconds = [], [], []
             for index, scene in enumerate(scenes):
-                picture = _timed(lambda: workflow.controlled(control_net, workflow.hint(hint_kind, scene),
-                                                             prompt_of(scene), strength, seed + index, settings), seconds)
+                picture = _timed(lambda: workflow.controlled(  # the hint's making is timed too, as in a workflow
+                    control_net, workflow.hint(hint_kind, scene), prompt_of(scene), strength, seed + index, settings),
+                    seconds)
                 ious.append(shape_iou(picture, scene.shapes[0], scene.image_size))
                 colour_hits.append(read_image(picture).colour == scene.shapes[0].colour)
             results[f"{prompt_kind}, strength {strength:g}"] = {

@@ -43,7 +43,9 @@ if str(ROOT) not in sys.path:
 from diffusion.controlnet.model import ControlNetModel, zero_init  # noqa: E402
 from diffusion.demo.captions import layout_free_caption  # noqa: E402
 from diffusion.demo.checkpoint import DEMO_UNET, SD1_LATENT_SCALE  # noqa: E402
-from diffusion.demo.dataset import Scene, evaluation_scenes, render, render_mask, render_silhouette, scene_batch  # noqa: E402
+from diffusion.demo.dataset import (  # noqa: E402
+    Scene, evaluation_scenes, render, render_mask, render_silhouette, scene_batch,
+)
 from diffusion.demo.metrics import foreground_mask  # noqa: E402
 from diffusion.demo.text import encode_tokens, token_rows  # noqa: E402
 from diffusion.models.tokenizer import CLIPTokenizer  # noqa: E402
@@ -229,7 +231,8 @@ def train(settings: Settings, unet: UNetModel, text: torch.nn.Module, vae: Autoe
           initial: dict[str, Tensor] | None = None, pool_file: Path | None = None) -> tuple[ControlNetModel, int]:
     """Train a new ControlNet (or continue ``initial``, a ``control_model.*`` state dict)."""
     hints, tokens, free_tokens, latent_mean, latent_std = prepared_pool(settings, vae, pool_file)
-    log(f"pool of {settings.pool} scenes with {settings.hint} hints; {hints.float().mean().item():.3f} of hint pixels are set")
+    log(f"pool of {settings.pool} scenes with {settings.hint} hints; "
+        f"{hints.float().mean().item():.3f} of hint pixels are set")
     empty = token_rows(CLIPTokenizer(), [""])
     alphas_cumprod = 1.0 / (1.0 + ModelSamplingDiscrete().sigmas ** 2)
 

@@ -156,8 +156,9 @@ def write_example_inputs(folder: Path) -> list[Path]:
 
 
 __all__ = ["EXAMPLE_INPAINT_FILE", "EXAMPLE_SCENE_FILE", "EXAMPLE_SILHOUETTE_FILE", "MASK_GROWTH", "PSNR_CAP_DB",
-           "background_name", "box_mask", "example_inputs", "example_scene", "example_silhouette_scene", "halves", "mean_change", "psnr", "read_region", "replacement",
-           "replacement_caption", "shape_iou", "write_example_inputs"]
+           "background_name", "box_mask", "example_inputs", "example_scene", "example_silhouette_scene", "halves",
+           "mean_change", "psnr", "read_region", "replacement", "replacement_caption", "shape_iou",
+           "write_example_inputs"]
 
 
 if __name__ == "__main__":  # python -m diffusion.demo.editing [folder]: (re)write the example inputs

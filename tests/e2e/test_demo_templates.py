@@ -1,7 +1,7 @@
 """The editor's control and editing templates open, compile and run on the demo model through the real server.
 
-``web/templates/{inpainting,outpainting,area_composition,controlnet,controlnet_silhouette}.json`` are UI workflows (schema
-0.4) built on ``kiln-demo`` and the example pictures in ``input/``. Each one is listed by
+``web/templates/{inpainting,outpainting,area_composition,controlnet,controlnet_silhouette}.json`` are UI
+workflows (schema 0.4) built on ``kiln-demo`` and the example pictures in ``input/``. Each one is listed by
 ``/workflow_templates``, compiled by ``/workflow/compile`` against the server's ``/object_info``,
 validated and run by ``/prompt``, and its saved picture is checked for what the template promises.
 
