@@ -69,13 +69,12 @@ from tools.eval_demo import (  # noqa: E402
     CHECKPOINT_NAME, DEFAULT_SETTINGS, DemoWorkflow, SamplerSettings, add_run_arguments, node_context, run_node,
     start_torch, write_report,
 )
+from tools.train_demo_controlnet import CANNY_HIGH, CANNY_LOW, HINTS  # noqa: E402
 
-HINTS = ("edges", "silhouette")
 BLOCKS = ("inpaint", "outpaint", "area", "controlnet")
 GROW_MASK_BY = 6            # VAEEncodeForInpaint's default
 OUTPAINT_PAD = 32
 OUTPAINT_FEATHERING = 40    # ImagePadForOutpaint's default
-CANNY_LOW, CANNY_HIGH = 0.4, 0.8
 # Two-region prompts: (colour, shape) on the first side, (colour, shape) on the second.
 AREA_PAIRS = (
     (("red", "circle"), ("blue", "square")), (("yellow", "star"), ("green", "circle")),
@@ -340,8 +339,7 @@ def evaluate_controlnet(workflow: EditingWorkflow, scenes: list[Scene], seed: in
                 "iou": _mean(ious), "iou_at_least_0.5": _mean([v >= 0.5 for v in ious]),
                 "colour": _mean(colour_hits), "seconds_per_image": _mean(seconds)}
     return {"block": "controlnet", "count": len(scenes), "controlnet": name,
-            "hint": {"edges": f"Canny({CANNY_LOW}, {CANNY_HIGH}) of the rendered scene",
-                     "silhouette": "the scene's shapes filled white on black"}[hint_kind],
+            "hint": HINTS[hint_kind],
             "prompts": "layout-free ('a red star on a blue background': the hint alone says where) and the full caption",
             **results}
 
@@ -349,7 +347,7 @@ def evaluate_controlnet(workflow: EditingWorkflow, scenes: list[Scene], seed: in
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", default=CHECKPOINT_NAME, help="name inside models/checkpoints")
-    parser.add_argument("--hint", choices=HINTS, default="edges", help="what the ControlNet is fed")
+    parser.add_argument("--hint", choices=list(HINTS), default="edges", help="what the ControlNet is fed")
     parser.add_argument("--controlnet", default=None,
                         help="name inside models/controlnet (default: kiln-demo-<hint>.safetensors)")
     parser.add_argument("--models-dir", type=Path, default=ROOT / "models")

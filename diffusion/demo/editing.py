@@ -106,23 +106,22 @@ def background_name(pixels: np.ndarray) -> str:
 
 # --- the templates' example inputs --------------------------------------------------------------
 
+def _large_shape_scene(shape: str, colour: str, position: str, background: str) -> Scene:
+    """One large shape at its nominal place (no jitter) on a plain background, canonically captioned."""
+    size = "large"
+    label = ShapeLabel(shape, colour, size, position, nominal_center(position, size), SIZE_FRACTIONS[size] * IMAGE_SIZE)
+    return Scene((label,), (background,), canonical_caption(shape, colour, size, position, (background,)))
+
+
 def example_scene() -> Scene:
     """The picture the editor's ControlNet, outpainting and inpainting templates start from."""
-    size, position = "large", "center"
-    label = ShapeLabel("star", "yellow", size, position, nominal_center(position, size),
-                       SIZE_FRACTIONS[size] * IMAGE_SIZE)
-    background = ("blue",)
-    return Scene((label,), background, canonical_caption("star", "yellow", size, position, background))
+    return _large_shape_scene("star", "yellow", "center", "blue")
 
 
 def example_silhouette_scene() -> Scene:
     """The scene whose silhouette the editor's silhouette-ControlNet template starts from: a shape
     away from the centre, so the picture shows that the silhouette, not the prompt, says where."""
-    size, position = "large", "top right"
-    label = ShapeLabel("ring", "red", size, position, nominal_center(position, size),
-                       SIZE_FRACTIONS[size] * IMAGE_SIZE)
-    background = ("white",)
-    return Scene((label,), background, canonical_caption("ring", "red", size, position, background))
+    return _large_shape_scene("ring", "red", "top right", "white")
 
 
 # File names in ``input/`` (the templates' LoadImage widgets name them).

@@ -70,7 +70,7 @@ def test_silhouette_hints_are_the_painted_silhouettes():
         tool.scene_hints("blob", np.zeros((1, 64, 64, 3), np.uint8), scenes[:1])
 
 
-def test_a_cached_pool_is_reused_only_for_the_same_kind_of_hint(demo_parts, tmp_path):
+def test_a_cached_pool_is_reused_only_for_the_same_kind_of_hint(demo_parts, tmp_path, monkeypatch):
     from diffusion.demo.dataset import scene_batch
 
     vae, cache = demo_parts[2], tmp_path / "pool.npz"
@@ -78,6 +78,11 @@ def test_a_cached_pool_is_reused_only_for_the_same_kind_of_hint(demo_parts, tmp_
     silhouettes = tool.prepared_pool(tool.Settings(pool=4, hint="silhouette"), vae, cache)
     assert torch.equal(silhouettes[0], tool.silhouette_hints(scene_batch(tool.Settings.seed, 0, 4)[2]))
     assert not torch.equal(silhouettes[0], edges[0])
+
+    def no_drawing(*_):
+        raise AssertionError("the cached pool was drawn again")
+
+    monkeypatch.setattr(tool, "scene_batch", no_drawing)
     again = tool.prepared_pool(tool.Settings(pool=4, hint="silhouette"), vae, cache)
     assert all(torch.equal(a, b) for a, b in zip(again, silhouettes))
 
