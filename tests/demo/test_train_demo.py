@@ -27,8 +27,8 @@ def trained(tmp_path_factory):
     work = tmp_path_factory.mktemp("train_demo")
     out = work / "kiln-demo.safetensors"
     command = [sys.executable, str(ROOT / "tools" / "train_demo.py"), "--steps", "5", "--vae-steps", "5",
-               "--pool", str(POOL), "--seed", str(SEED), "--batch", "8", "--vae-batch", "4", "--out", str(out),
-               "--save-every", "0"]
+               "--pool", str(POOL), "--seed", str(SEED), "--batch", "8", "--vae-batch", "4", "--vae-bf16", "true",
+               "--out", str(out), "--save-every", "0"]
     completed = subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=280)
     assert completed.returncode == 0, completed.stderr[-3000:]
     report = json.loads(completed.stdout.strip().splitlines()[-1])
@@ -138,3 +138,38 @@ def test_boolean_settings_read_true_and_false_and_refuse_anything_else():
     assert parse_args(["--freeze-text", "True"])[0].freeze_text is True
     with pytest.raises(SystemExit):
         parse_args(["--freeze-text", "maybe"])
+
+
+def test_text_encoder_trains_jointly_for_text_steps_then_freezes(trained, tmp_path):
+    """``--text-steps N`` with ``--freeze-text true``: N joint steps, then the text encoder stops."""
+    from safetensors.torch import load_file
+
+    start, _, _ = trained
+    out = tmp_path / "joint-then-frozen.safetensors"
+    command = [sys.executable, str(ROOT / "tools" / "train_demo.py"), "--init-from", str(start), "--freeze-text", "true",
+               "--text-steps", "2", "--steps", "4", "--pool", str(POOL), "--seed", str(SEED), "--batch", "8",
+               "--lr", "1e-2", "--warmup", "1", "--ema", "0", "--out", str(out), "--save-every", "0"]
+    completed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=280)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "text encoder frozen at step 2" in completed.stdout
+    before, after = load_file(str(start)), load_file(str(out))
+    changed = {key for key in before if not torch.equal(before[key], after[key])}
+    assert any(key.startswith(TEXT_PREFIX) for key in changed)
+    assert any(key.startswith(UNET_PREFIX) for key in changed)
+    assert not any(key.startswith(VAE_PREFIX) for key in changed)
+
+
+def test_bfloat16_autoencoder_loss_matches_float32():
+    """``--vae-bf16`` changes the arithmetic, not what is optimised: the two losses agree closely."""
+    from diffusion.demo.checkpoint import DEMO_VAE
+    from tools.train_demo import vae_loss
+
+    torch.manual_seed(0)
+    vae = AutoencoderKL(DEMO_VAE)
+    images, _, _ = scene_batch(SEED, 0, 8)
+    pixels = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
+    exact, _ = vae_loss(vae, pixels, 1e-5, torch.Generator().manual_seed(1))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        approximate, l1 = vae_loss(vae, pixels, 1e-5, torch.Generator().manual_seed(1))
+    assert approximate.dtype == torch.float32 and l1.dtype == torch.float32
+    assert abs(approximate.item() - exact.item()) < 0.02 * exact.item()
