@@ -38,8 +38,12 @@ def log(message: str) -> None:
 
 
 def to_pixels(images: Tensor) -> Tensor:
-    """uint8 ``[B, H, W, 3]`` -> float ``[B, 3, H, W]`` in -1..1."""
-    return images.permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    """uint8 ``[B, H, W, 3]`` -> float ``[B, 3, H, W]`` in -1..1, contiguous.
+
+    The permuted view is channels-last in memory, and convolutions keep that layout all the way
+    through: under bfloat16 autocast on a CPU that made an autoencoder step 2.4x slower.
+    """
+    return (images.permute(0, 3, 1, 2).float() / 127.5 - 1.0).contiguous()
 
 
 def to_uint8(pixels: Tensor) -> np.ndarray:

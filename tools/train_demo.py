@@ -11,7 +11,7 @@ Three phases, all seeded from ``--seed``:
 
 1. the autoencoder learns to reconstruct the procedurally drawn scenes (``diffusion.demo.dataset``);
    its latent space is then normalised so SD1's scale factor 0.18215 gives unit variance.
-   ``--vae-bf16 true`` runs it under bfloat16 autocast, at the same loss per step: 1.9x faster on
+   ``--vae-bf16 true`` runs it under bfloat16 autocast, at the same loss per step: 1.5 to 1.9x faster on
    this project's CPU (which has AMX); ``tools/bench_training.py`` measures a machine;
 2. the UNet and the text encoder learn jointly to predict the noise (eps) of SD's scaled-linear
    1000-step schedule, with 10 % empty captions for classifier-free guidance. Layout is decided at
