@@ -36,9 +36,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from diffusion.demo.checkpoint import DEMO_VAE, TEXT_WIDTH  # noqa: E402
+from diffusion.demo.checkpoint import DEMO_UNET, DEMO_VAE, TEXT_WIDTH  # noqa: E402
+from diffusion.demo.text import build_text_encoder  # noqa: E402
+from diffusion.models.unet import UNetModel  # noqa: E402
 from diffusion.models.vae import AutoencoderKL  # noqa: E402
-from tools.demo_training import Diffusion, encode_pool  # noqa: E402
+from tools.demo_training import encode_pool  # noqa: E402
 from tools.train_demo import encode_all_tokens, vae_loss  # noqa: E402
 
 
@@ -59,7 +61,7 @@ def vae_step(batch: int, bf16: bool) -> Callable[[], None]:
 
 
 def unet_step(batch: int, bf16: bool) -> Callable[[], None]:
-    unet = Diffusion().unet
+    unet = UNetModel(DEMO_UNET)
     optimiser = torch.optim.AdamW(unet.parameters(), lr=1e-4)
     generator = torch.Generator().manual_seed(0)
     latents = torch.randn((batch, 4, 8, 8), generator=generator)
@@ -83,7 +85,7 @@ def encode_latents(count: int) -> Callable[[], None]:
 
 
 def encode_contexts(count: int) -> Callable[[], None]:
-    text = Diffusion().text.eval()
+    text = build_text_encoder().eval()
     tokens = torch.randint(0, 49408, (count, 77))
     return lambda: encode_all_tokens(text, tokens)
 

@@ -143,8 +143,7 @@ def vae_loss(vae: AutoencoderKL, pixels: Tensor, kl_weight: float, generator: to
     """Reconstruction (L1 + MSE + image-gradient L1) plus a small KL term; returns (loss, L1)."""
     mean, logvar = (moment.float() for moment in vae.encode_moments(pixels))
     noise = torch.randn(mean.shape, generator=generator, device=mean.device)
-    reconstruction = vae.decode(mean + torch.exp(0.5 * logvar) * noise)
-    reconstruction = reconstruction.float()
+    reconstruction = vae.decode(mean + torch.exp(0.5 * logvar) * noise).float()
     l1 = (reconstruction - pixels).abs().mean()
     mse = (reconstruction - pixels).square().mean()
 
