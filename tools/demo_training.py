@@ -22,6 +22,7 @@ from diffusion.demo.checkpoint import DEMO_UNET, DEMO_VAE, TEXT_PREFIX, UNET_PRE
 from diffusion.demo.text import build_text_encoder, encode_tokens
 from diffusion.models.unet import UNetModel
 from diffusion.models.vae import AutoencoderKL
+from tools import data_parallel
 
 
 class TimestepWeighting(Protocol):
@@ -33,7 +34,9 @@ class TimestepWeighting(Protocol):
 
 
 def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+    """A timestamped line; in a data-parallel run only the leader speaks."""
+    if data_parallel.is_leader():
+        print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
 

@@ -16,7 +16,9 @@ Three phases, all seeded from ``--seed``:
 2. the UNet and the text encoder learn jointly to predict the noise (eps) of SD's scaled-linear
    1000-step schedule, with 10 % empty captions for classifier-free guidance. Layout is decided at
    the noisiest steps, where SD's schedule still leaves about 7 % of the image in the latent, so the
-   timesteps are drawn with extra weight on t >= 600 and the loss is weighted towards low SNR.
+   timesteps are drawn with extra weight on t >= 600 and the loss is weighted towards low SNR;
+   ``--high-noise-share-end`` moves that extra share linearly over the run, so that a run can
+   learn layout first and shape detail later.
    ``--freeze-text true`` stops the text encoder after ``--text-steps`` joint steps (0: from the
    start) and caches its output per caption, which halves the cost of a step on a CPU;
 3. the EMA weights are written as fp16 safetensors under SD1's prefixes; this happens every
@@ -24,6 +26,10 @@ Three phases, all seeded from ``--seed``:
 
 Every phase can stop early at a wall-clock budget (``--vae-minutes``, ``--minutes``); the learning
 rate then follows whichever of step count and time runs out first. The wall time is printed.
+
+On a CPU, ``--processes 2`` runs both phases data parallel in two one-thread processes, each
+taking half of every batch (``tools/data_parallel.py``): a second thread does not make a step
+faster on a two-core machine, a second process working beside the first does.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from copy import deepcopy
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -59,6 +65,7 @@ from diffusion.latent_formats import PREVIEW_FACTORS_KEY, SD15, preview_factors_
 from diffusion.models.tokenizer import CLIPTokenizer  # noqa: E402
 from diffusion.models.vae import AutoencoderKL  # noqa: E402
 from diffusion.sampling.model_sampling import ModelSamplingDiscrete  # noqa: E402
+from tools import data_parallel  # noqa: E402
 from tools.demo_training import (  # noqa: E402
     Diffusion, add_settings_arguments, diffusion_loss, encode_pool, learning_rate, log, progress, read_checkpoint,
     settings_from, to_pixels, to_uint8, update_ema,
@@ -85,6 +92,7 @@ class Settings:
     ema: float = 0.998
     uncond_share: float = 0.1
     high_noise_share: float = 0.3
+    high_noise_share_end: float = -1.0
     high_noise_from: int = 600
     snr_weight_cap: float = 5.0
     freeze_text: bool = False
@@ -160,21 +168,23 @@ def train_vae(settings: Settings, images: Tensor, device: torch.device) -> Autoe
     """Phase 1. ``images``: the pool, uint8 ``[N, H, W, 3]`` on ``device``."""
     vae = AutoencoderKL(DEMO_VAE).to(device)
     optimiser = torch.optim.AdamW(vae.parameters(), lr=settings.vae_lr, weight_decay=0.0)
-    generator = torch.Generator(device).manual_seed(settings.seed + 1)
+    generator = torch.Generator(device).manual_seed(settings.seed + 1 + 1000 * data_parallel.rank())
+    batch = data_parallel.share(settings.vae_batch)
     started = time.time()
     step = 0
     while step < settings.vae_steps:
-        done = progress(step, settings.vae_steps, started, settings.vae_minutes)
+        done = data_parallel.leader_value(progress(step, settings.vae_steps, started, settings.vae_minutes))
         if done >= 1.0:
             log(f"vae: time budget reached at step {step}")
             break
         for group in optimiser.param_groups:
             group["lr"] = learning_rate(settings.vae_lr, step, 100, done)
-        index = torch.randint(0, images.shape[0], (settings.vae_batch,), generator=generator, device=device)
+        index = torch.randint(0, images.shape[0], (batch,), generator=generator, device=device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=settings.vae_bf16):
             loss, l1 = vae_loss(vae, to_pixels(images[index]), settings.vae_kl, generator)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
+        data_parallel.average_gradients(vae.parameters())
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
         optimiser.step()
         step += 1
@@ -242,6 +252,19 @@ def monitor(ema: Diffusion, vae: AutoencoderKL, tokenizer: CLIPTokenizer, device
     return score_readings(readings, [_expected(scene) for scene in scenes])
 
 
+def timestep_weighting(settings: Settings, done: float) -> Settings:
+    """The settings with this point's share of high-noise timesteps: ``high_noise_share`` moving
+    linearly to ``high_noise_share_end`` over the run (a negative end keeps it fixed).
+
+    Layout is settled at the noisiest steps and learned first; shape detail lives at the middle
+    ones, so a run can start noisy and move its weight down as it goes.
+    """
+    if settings.high_noise_share_end < 0:
+        return settings
+    share = settings.high_noise_share + (settings.high_noise_share_end - settings.high_noise_share) * done
+    return replace(settings, high_noise_share=share)
+
+
 @torch.no_grad()
 def encode_all_tokens(text: nn.Module, tokens: Tensor, batch: int = 1024) -> Tensor:
     """The frozen text encoder's context for every token row, stored as fp16 ``[N, 77, width]``."""
@@ -258,7 +281,9 @@ def freeze_text_encoder(model: Diffusion, ema: Diffusion, tokens: Tensor, empty:
     """
     model.text.requires_grad_(False).eval()
     ema.text.load_state_dict(model.text.state_dict())
-    return encode_all_tokens(model.text, tokens), encode_tokens(model.text, empty)
+    contexts = data_parallel.gather_rows(lambda start, end: encode_all_tokens(model.text, tokens[start:end]),
+                                         tokens.shape[0])
+    return contexts, encode_tokens(model.text, empty)
 
 
 def continued_from(path: Path) -> dict[str, object]:
@@ -303,7 +328,9 @@ def train_diffusion(settings: Settings, vae: AutoencoderKL, images: Tensor, toke
     """Phase 2 (and periodic phase 3); ``initial`` holds UNet and text weights to start from."""
     tokenizer = CLIPTokenizer()
     empty = token_rows(tokenizer, [""]).to(device)
-    latent_mean, latent_std = encode_pool(vae, images)
+    moments = data_parallel.gather_rows(lambda start, end: torch.cat(encode_pool(vae, images[start:end]), dim=1),
+                                        images.shape[0])
+    latent_mean, latent_std = moments.chunk(2, dim=1)
     log(f"encoded {images.shape[0]} scenes; scaled latent std {(latent_mean * SD1_LATENT_SCALE).std().item():.3f}")
     alphas_cumprod = (1.0 / (1.0 + ModelSamplingDiscrete().sigmas ** 2)).to(device)
 
@@ -316,11 +343,13 @@ def train_diffusion(settings: Settings, vae: AutoencoderKL, images: Tensor, toke
     ema = deepcopy(model).eval().requires_grad_(False)
     optimiser = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=0.01)
     contexts: Tensor | None = None
-    generator = torch.Generator(device).manual_seed(settings.seed + 3)
+    generator = torch.Generator(device).manual_seed(settings.seed + 3 + 1000 * data_parallel.rank())
+    batch = data_parallel.share(settings.batch)
+    leader = data_parallel.is_leader()
     started = time.time()
     step = 0
     while step < settings.steps:
-        done = progress(step, settings.steps, started, settings.minutes)
+        done = data_parallel.leader_value(progress(step, settings.steps, started, settings.minutes))
         if done >= 1.0:
             log(f"diffusion: time budget reached at step {step}")
             break
@@ -329,18 +358,20 @@ def train_diffusion(settings: Settings, vae: AutoencoderKL, images: Tensor, toke
             log(f"text encoder frozen at step {step}; contexts of {contexts.shape[0]} captions cached")
         for group in optimiser.param_groups:
             group["lr"] = learning_rate(settings.lr, step, settings.warmup, done)
-        index = torch.randint(0, images.shape[0], (settings.batch,), generator=generator, device=device)
+        index = torch.randint(0, images.shape[0], (batch,), generator=generator, device=device)
         x0 = (latent_mean[index] + latent_std[index] * torch.randn(
             latent_mean[index].shape, generator=generator, device=device)) * SD1_LATENT_SCALE
-        drop = torch.rand(settings.batch, generator=generator, device=device) < settings.uncond_share
+        drop = torch.rand(batch, generator=generator, device=device) < settings.uncond_share
+        weighting = timestep_weighting(settings, done)
         if contexts is not None:
             context = torch.where(drop[:, None, None], empty_context, contexts[index].float())
-            loss = diffusion_loss(lambda x, t: model.unet(x, t, context), x0, alphas_cumprod, settings, generator)
+            loss = diffusion_loss(lambda x, t: model.unet(x, t, context), x0, alphas_cumprod, weighting, generator)
         else:
             batch_tokens = torch.where(drop[:, None], empty, tokens[index])
-            loss = diffusion_loss(lambda x, t: model(x, t, batch_tokens), x0, alphas_cumprod, settings, generator)
+            loss = diffusion_loss(lambda x, t: model(x, t, batch_tokens), x0, alphas_cumprod, weighting, generator)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
+        data_parallel.average_gradients(model.parameters())
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimiser.step()
         step += 1
@@ -348,11 +379,13 @@ def train_diffusion(settings: Settings, vae: AutoencoderKL, images: Tensor, toke
         if step % 100 == 0 or step == settings.steps:
             log(f"step {step}/{settings.steps} loss {loss.item():.4f} lr {optimiser.param_groups[0]['lr']:.2e} "
                 f"({time.time() - started:.0f} s)")
-        if monitor_every and step % monitor_every == 0:
+        if leader and monitor_every and step % monitor_every == 0:
             log(f"monitor at step {step}: {monitor(ema, vae, tokenizer, device)}")
-        if save_every and step % save_every == 0:
+        if leader and save_every and step % save_every == 0:
             save_checkpoint(out, ema, vae, {**metadata, "steps_done": str(step)})
             log(f"saved {out} at step {step}")
+    if not data_parallel.in_step(ema):
+        raise RuntimeError("the processes' weights drifted apart")
     metadata["steps_done"] = str(step)
     return ema
 
@@ -369,7 +402,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, argparse.Namesp
                         help="continue from a demo checkpoint (.safetensors): its VAE is kept, UNet and text encoder train on")
     parser.add_argument("--vae-out", type=Path, default=None, help="also save the normalised VAE here (.pt)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, or auto")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (per process)")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="CPU processes sharing each batch (data parallel; tools/data_parallel.py)")
     parser.add_argument("--workers", type=int, default=1, help="processes drawing the scene pool")
     parser.add_argument("--save-every", type=int, default=500, help="write the checkpoint every N steps (0: end only)")
     parser.add_argument("--monitor-every", type=int, default=0, help="sample and score every N steps (0: never)")
@@ -382,6 +417,13 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, argparse.Namesp
 
 def main(argv: list[str] | None = None) -> dict:
     settings, args = parse_args(argv)
+    if args.processes > 1 and args.device != "cpu":
+        raise SystemExit("--processes shares a CPU between processes; use it with --device cpu")
+    return data_parallel.launch(args.processes, train, settings, args)
+
+
+def train(settings: Settings, args: argparse.Namespace) -> dict:
+    """The three phases; in every process of a data-parallel run, and the leader's report returned."""
     wall_start = time.time()
     torch.set_num_threads(args.threads)
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
@@ -391,7 +433,12 @@ def main(argv: list[str] | None = None) -> dict:
     torch.manual_seed(settings.seed)
     log(f"settings {asdict(settings)} on {device}")
 
+    leader = data_parallel.is_leader()
+    if not leader:
+        data_parallel.barrier()  # the leader draws (and caches) the pool first
     pool_images, captions, pool_tokens = load_or_render_pool(settings, args.workers, args.pool_file)
+    if leader:
+        data_parallel.barrier()
     images = torch.from_numpy(pool_images).to(device)
     tokens = torch.from_numpy(pool_tokens).to(device)
     log(f"pool of {len(pool_tokens)} scenes ready ({time.time() - wall_start:.0f} s)")
@@ -413,21 +460,24 @@ def main(argv: list[str] | None = None) -> dict:
         vae = train_vae(settings, images, device)
         report["latents"] = normalise_latents(vae, images)
         report["vae_seconds"] = round(time.time() - phase, 1)
-        if args.vae_out is not None:
+        if args.vae_out is not None and leader:
             args.vae_out.parent.mkdir(parents=True, exist_ok=True)
             torch.save(vae.state_dict(), args.vae_out)
     vae.requires_grad_(False)
-    report["vae_ceiling"] = vae_ceiling(vae, device)
-    log(f"VAE reconstructions of the evaluation scenes score {report['vae_ceiling']}")
-
-    lineage = {"settings": asdict(settings)}
-    if args.init_from is not None:
-        lineage["init_from"] = continued_from(args.init_from)
-    metadata = {"kiln_demo": json.dumps(lineage), "format": "pt",
-                PREVIEW_FACTORS_KEY: preview_factors_value(vae)}  # the VAE is final: fit once for every save
+    metadata: dict[str, str] = {}
+    if leader:
+        report["vae_ceiling"] = vae_ceiling(vae, device)
+        log(f"VAE reconstructions of the evaluation scenes score {report['vae_ceiling']}")
+        lineage = {"settings": asdict(settings), "processes": args.processes}
+        if args.init_from is not None:
+            lineage["init_from"] = continued_from(args.init_from)
+        metadata = {"kiln_demo": json.dumps(lineage), "format": "pt",
+                    PREVIEW_FACTORS_KEY: preview_factors_value(vae)}  # the VAE is final: fit once for every save
     phase = time.time()
     ema = train_diffusion(settings, vae, images, tokens, device, args.out, metadata, args.save_every,
                           args.monitor_every, initial)
+    if not leader:
+        return {}
     report["diffusion_seconds"] = round(time.time() - phase, 1)
     report["steps_done"] = int(metadata["steps_done"])
     if args.monitor_every:

@@ -173,3 +173,30 @@ def test_bfloat16_autoencoder_loss_matches_float32():
         approximate, l1 = vae_loss(vae, pixels, 1e-5, torch.Generator().manual_seed(1))
     assert approximate.dtype == torch.float32 and l1.dtype == torch.float32
     assert abs(approximate.item() - exact.item()) < 0.02 * exact.item()
+
+
+def test_two_processes_share_the_batches_and_write_one_checkpoint(tmp_path):
+    """``--processes 2``: both phases data parallel; the weights stay equal in both processes (the run
+    fails otherwise), and the leader alone writes the file and the report."""
+    out = tmp_path / "parallel.safetensors"
+    command = [sys.executable, str(ROOT / "tools" / "train_demo.py"), "--processes", "2", "--steps", "3",
+               "--vae-steps", "2", "--pool", "64", "--seed", str(SEED), "--batch", "8", "--vae-batch", "4",
+               "--freeze-text", "true", "--text-steps", "1", "--out", str(out), "--save-every", "0"]
+    completed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=280)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    report = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert report["steps_done"] == 3
+    assert completed.stdout.count("wall time") == 1 and completed.stdout.count("text encoder frozen") == 1
+    with safe_open(str(out), "pt") as handle:
+        assert json.loads(handle.metadata()["kiln_demo"])["processes"] == 2
+
+
+def test_high_noise_share_moves_to_its_end_value_over_the_run():
+    from tools.train_demo import timestep_weighting
+
+    settings = parse_args(["--high-noise-share", "0.4", "--high-noise-share-end", "0.1"])[0]
+    assert timestep_weighting(settings, 0.0).high_noise_share == pytest.approx(0.4)
+    assert timestep_weighting(settings, 0.5).high_noise_share == pytest.approx(0.25)
+    assert timestep_weighting(settings, 1.0).high_noise_share == pytest.approx(0.1)
+    fixed = parse_args(["--high-noise-share", "0.4"])[0]
+    assert timestep_weighting(fixed, 0.7).high_noise_share == 0.4
