@@ -272,6 +272,10 @@ def validate_prompt(registry: NodeRegistry, prompt: dict, partial_targets: list[
         if not isinstance(node, dict) or "class_type" not in node:
             error = _error("invalid_prompt", "Cannot execute because a node is missing the class_type property.", f"Node ID '#{node_id}'")
             return ValidationResult(False, error, [], {})
+        if not isinstance(node.get("inputs", {}), dict):
+            error = _error("invalid_prompt", "Cannot execute because a node's inputs are not an object.",
+                           f"Node ID '#{node_id}'")
+            return ValidationResult(False, error, [], {})
         class_type = node["class_type"]
         node_class = registry.get(class_type) if isinstance(class_type, str) else None
         if node_class is None:

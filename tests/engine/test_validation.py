@@ -62,6 +62,13 @@ class TestPromptLevel:
         assert result.error["type"] == "invalid_prompt"
         assert result.error["details"] == "Node ID '#1'"
 
+    @pytest.mark.parametrize("inputs", [None, [], "text", 3])
+    def test_inputs_that_are_not_an_object_are_invalid_prompt(self, registry, inputs):
+        result = validate_prompt(registry, {"1": const(1), "2": {**show("1"), "inputs": inputs}})
+        assert result.ok is False
+        assert result.error["type"] == "invalid_prompt"
+        assert result.error["details"] == "Node ID '#2'"
+
     def test_no_output_node_is_prompt_no_outputs(self, registry):
         result = validate_prompt(registry, {"1": const(1)})
         assert result.error == {"type": "prompt_no_outputs", "message": "Prompt has no outputs", "details": "", "extra_info": {}}

@@ -20,7 +20,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -120,6 +120,7 @@ def post_raw(http: KilnHttp, path: str, body: bytes, content_type: str = "applic
 
 @fuzz(1200)
 @given(body=prompt_bodies)
+@example(body={"prompt": {"1": {"class_type": "ExampleShowText", "inputs": None}}})  # once a 500
 def test_prompt_bodies_never_cause_a_server_error(http, body):
     encoded = json.dumps(body).encode()  # NaN and Infinity as Python writes them, which the server reads
     check(post_raw(http, "/prompt", encoded), f"/prompt {encoded[:300]!r}")
