@@ -3,8 +3,8 @@ gradients are averaged before the (identical) optimiser steps.
 
 A second torch thread makes no training step of the demo models faster on this project's two-core
 CPU (``tools/bench_training.py``: 0.93 to 0.99 of the one-thread time), because their operations are
-too small to split; two one-thread processes, each with its own half of the work, do run side by
-side. Every process starts from the same seed, so the weights start equal and stay equal.
+too small to split; two one-thread processes, each with its own half of the work, run side by side.
+Every process starts from the same seed, so the weights start equal and stay equal.
 
 ``launch`` runs a function in ``processes`` processes (or directly, for one); inside it ``rank`` and
 ``world`` say which process this is, and the helpers below are no-ops in a single process.
@@ -68,7 +68,8 @@ def barrier() -> None:
 
 
 def share(total: int) -> int:
-    """This process's part of a batch of ``total`` items (the first processes take the remainder)."""
+    """This process's part of a batch of ``total`` items (the first processes take the remainder;
+    averaged gradients equal the whole batch's only when the parts are equal)."""
     return total // world() + (1 if rank() < total % world() else 0)
 
 

@@ -200,3 +200,10 @@ def test_high_noise_share_moves_to_its_end_value_over_the_run():
     assert timestep_weighting(settings, 1.0).high_noise_share == pytest.approx(0.1)
     fixed = parse_args(["--high-noise-share", "0.4"])[0]
     assert timestep_weighting(fixed, 0.7).high_noise_share == 0.4
+
+
+def test_batches_that_do_not_divide_between_the_processes_are_refused():
+    from tools.train_demo import main
+
+    with pytest.raises(SystemExit, match="divide evenly"):
+        main(["--processes", "2", "--batch", "7", "--steps", "1"])
