@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import pickle
 import socket
+import tempfile
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -27,9 +29,10 @@ def launch(processes: int, target: Callable[..., Any], *args: Any) -> Any:
     """``target(*args)`` in ``processes`` one-rank-each processes; returns what the leader returned."""
     if processes <= 1:
         return target(*args)
-    results = mp.get_context("spawn").SimpleQueue()
-    mp.spawn(_member, args=(processes, _free_port(), target, args, results), nprocs=processes, join=True)
-    return pickle.loads(results.get())
+    with tempfile.TemporaryDirectory(prefix="kiln-parallel-") as folder:
+        result_file = Path(folder) / "leader.pickle"
+        mp.spawn(_member, args=(processes, _free_port(), target, args, result_file), nprocs=processes, join=True)
+        return pickle.loads(result_file.read_bytes())
 
 
 def _free_port() -> int:
@@ -39,13 +42,14 @@ def _free_port() -> int:
 
 
 def _member(rank: int, world_size: int, port: int, target: Callable[..., Any], args: tuple,
-            results: Any) -> None:
+            result_file: Path) -> None:
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
     try:
         result = target(*args)
         if rank == 0:
-            # Plain pickled bytes: a queued tensor would be shared memory owned by an exiting process.
-            results.put(pickle.dumps(result))
+            # A file, not a queue: a queue's pipe blocks a large result until the parent reads, and the
+            # parent reads only after every process has ended.
+            result_file.write_bytes(pickle.dumps(result))
     finally:
         dist.destroy_process_group()
 

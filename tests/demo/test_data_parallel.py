@@ -31,6 +31,10 @@ def test_weights_that_drift_apart_are_noticed():
     assert data_parallel.launch(2, members.drift_is_noticed) == (True, False)
 
 
+def test_a_large_result_comes_back_whole():
+    assert data_parallel.launch(2, members.large_result, 256).shape == (256 * 1024,)  # 2 MB
+
+
 def test_one_process_runs_the_function_directly():
     assert data_parallel.launch(1, members.gathered_rows, 3)[:, 1].tolist() == [0, 0, 0]
     assert data_parallel.share(7) == 7

@@ -51,3 +51,7 @@ def drift_is_noticed() -> tuple[bool, bool]:
     with torch.no_grad():
         model.bias += data_parallel.rank()
     return together, data_parallel.in_step(model)
+
+
+def large_result(rows: int) -> torch.Tensor:
+    return torch.arange(rows * 1024, dtype=torch.float64)
