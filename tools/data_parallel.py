@@ -118,8 +118,8 @@ def gather_rows(compute: Callable[[int, int], Tensor], count: int) -> Tensor:
 
 
 def in_step(module: nn.Module) -> bool:
-    """Whether every process holds the same weights in ``module`` (compared by a float64 sum of each
-    tensor, which any drift between the processes changes)."""
+    """Whether every process holds the same weights in ``module``, compared by a float64 sum of each
+    tensor: cheap to exchange, and changed by any drift short of one that exactly cancels out."""
     if world() == 1:
         return True
     fingerprint = torch.stack([tensor.detach().double().sum() for tensor in module.state_dict().values()])

@@ -29,9 +29,10 @@ rate then follows whichever of step count and time runs out first. The wall time
 
 On a CPU, ``--processes 2`` runs both phases data parallel in two one-thread processes, each
 taking half of every batch (``tools/data_parallel.py``). A second thread does not make a step faster
-on this project's two-core machine; two processes at 64 pictures each took 1.0 and 1.2 s a step
-where one took 0.9 s, about 1.5x the pictures per second, though over a 76-minute run their steps
-slowed to no better than one process (``models/README.md``).
+on this project's two-core machine; two independent one-thread processes running UNet steps of 64
+pictures side by side took 1.0 and 1.2 s a step where one alone took 0.9 s, about 1.5x the pictures
+per second, though over a 76-minute data-parallel run the steps slowed to no better than one process
+(``models/README.md``).
 """
 
 from __future__ import annotations
@@ -198,7 +199,8 @@ def train_vae(settings: Settings, images: Tensor, device: torch.device) -> Autoe
 @torch.no_grad()
 def normalise_latents(vae: AutoencoderKL, images: Tensor) -> dict[str, list[float]]:
     """Fold per-channel centring and scaling into the VAE so ``0.18215 · z`` has unit variance."""
-    mean, _ = encode_pool(vae, images[: min(4096, images.shape[0])])
+    mean = data_parallel.gather_rows(lambda start, end: encode_pool(vae, images[start:end])[0],
+                                     min(4096, images.shape[0]))
     channel_mean = mean.mean(dim=(0, 2, 3)).cpu()
     channel_std = mean.std(dim=(0, 2, 3)).cpu()
     fold_latent_normalisation(vae, channel_mean, channel_std, 1.0 / SD1_LATENT_SCALE)
