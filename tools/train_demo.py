@@ -29,10 +29,11 @@ rate then follows whichever of step count and time runs out first. The wall time
 
 On a CPU, ``--processes 2`` runs both phases data parallel in two one-thread processes, each
 taking half of every batch (``tools/data_parallel.py``). A second thread does not make a step faster
-on this project's two-core machine; two independent one-thread processes running UNet steps of 64
-pictures side by side took 1.0 and 1.2 s a step where one alone took 0.9 s, about 1.5x the pictures
-per second, though over a 76-minute data-parallel run the steps slowed to no better than one process
-(``models/README.md``).
+on this project's two-core machine; a second process helps less than it promises: two independent
+one-thread processes running UNet steps of 64 pictures side by side took 1.0 and 1.2 s a step where
+one alone took 0.9 s, yet over whole runs an autoencoder step of 32 pictures took 0.72 s on two
+processes against 0.88 s on one (1.2x), and a 76-minute UNet run was no faster per picture than one
+process (``models/README.md``).
 """
 
 from __future__ import annotations
